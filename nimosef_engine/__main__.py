@@ -1,0 +1,3 @@
+from nimosef_engine.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,69 @@
+"""``nimosef`` command line: one sub-command module per job in :mod:`nimosef_engine.commands`.
+
+Each module in ``COMMANDS`` exposes ``register(subparsers)`` which adds its parser and sets
+``func=run`` (``run(args) -> int``). User-facing problems (:class:`NimosefInputError`) become a
+one-line message on stderr and exit code 2; a cancel exits with 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from nimosef_engine import __version__
+from nimosef_engine.errors import NimosefCancelled, NimosefInputError
+
+COMMANDS = [
+    "preprocess",
+    "split",
+    "train",
+    "fit",
+    "generate",
+    "metrics",
+    "segment_track",
+    "resample",
+    "evaluate",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nimosef",
+        description="NIMOSEF: implicit segmentation and motion of cardiac cine MRI. "
+                    "Research software, not a medical device.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"nimosef_engine.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"nimosef_engine.commands.{name}":
+                continue  # command not built yet
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except NimosefInputError as exc:
+        print(f"nimosef {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except NimosefCancelled:
+        print(f"nimosef {args.command}: cancelled; no output was written", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print(f"nimosef {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Sub-commands of the ``nimosef`` CLI; each module has ``register(subparsers)``."""

@@ -1,0 +1,1 @@
+"""Dataset layouts (BIDS-like, ACDC), preprocessing, manifests, splits, torch datasets."""

@@ -1,0 +1,1 @@
+"""Reading cines and writing outputs."""

@@ -1,0 +1,83 @@
+"""NIfTI reading with validation and true geometry; atomic NIfTI writing."""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from nimosef_engine.atomic import atomic_path
+from nimosef_engine.errors import NimosefInputError
+from nimosef_engine.geometry import nifti_affine_ras
+
+MAX_SPACING_MM = 50.0
+MIN_SPACING_MM = 0.05
+
+
+def load_nifti(path: str | Path, ndim: int | tuple[int, ...] | None = None,
+               dtype=np.float32) -> tuple[np.ndarray, np.ndarray]:
+    """Load a NIfTI file as ``(array, affine_ras)`` with the true voxel spacing.
+
+    ``ndim``: allowed dimensionalities (trailing singleton dimensions beyond 3 are dropped
+    first). Raises :class:`NimosefInputError` naming the file for a missing or unreadable
+    file, a wrong number of dimensions, a zero-size dimension, absurd spacing or NaN/inf.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise NimosefInputError(path, "file not found")
+    if path.is_dir():
+        raise NimosefInputError(path, "is a directory, expected a NIfTI file")
+    try:
+        img = nib.load(str(path))
+        data = np.asarray(img.dataobj)
+    except (OSError, EOFError, zlib.error, gzip.BadGzipFile, ValueError,
+            nib.filebasedimages.ImageFileError) as exc:
+        raise NimosefInputError(path, f"not a readable NIfTI file ({exc.__class__.__name__}: "
+                                      f"{str(exc).splitlines()[0][:120]})") from None
+    while data.ndim > 3 and data.shape[-1] == 1:
+        data = data[..., 0]
+    if ndim is not None:
+        allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+        if data.ndim not in allowed:
+            want = " or ".join(f"{d}D" for d in allowed)
+            raise NimosefInputError(path, f"expected a {want} image, got {data.ndim}D of shape "
+                                          f"{tuple(data.shape)}")
+    if data.ndim < 3:
+        raise NimosefInputError(path, f"expected a 3D or 4D image, got {data.ndim}D "
+                                      f"of shape {tuple(data.shape)}")
+    if min(data.shape) == 0:
+        raise NimosefInputError(path, f"zero-size dimension in shape {tuple(data.shape)}")
+    try:
+        affine = nifti_affine_ras(img)
+    except ValueError as exc:
+        raise NimosefInputError(path, f"invalid geometry: {exc}") from None
+    spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    if np.any(spacing < MIN_SPACING_MM) or np.any(spacing > MAX_SPACING_MM):
+        raise NimosefInputError(path, f"absurd voxel spacing {np.round(spacing, 4).tolist()} mm")
+    data = data.astype(dtype, copy=False)
+    if np.issubdtype(data.dtype, np.floating) and not np.all(np.isfinite(data)):
+        raise NimosefInputError(path, "contains NaN or infinite values")
+    return data, affine
+
+
+def save_nifti(path: str | Path, data: np.ndarray, affine_ras: np.ndarray,
+               time_spacing: float | None = None) -> Path:
+    """Write ``data`` with ``affine_ras`` (sform and qform) atomically; returns the path."""
+    path = Path(path)
+    img = nib.Nifti1Image(np.asarray(data), np.asarray(affine_ras, dtype=np.float64))
+    img.header.set_sform(affine_ras, code=1)
+    img.header.set_qform(affine_ras, code=1)
+    img.header.set_xyzt_units("mm", "msec" if time_spacing else None)
+    if data.ndim == 4 and time_spacing:
+        zooms = list(img.header.get_zooms())
+        zooms[3] = float(time_spacing)
+        img.header.set_zooms(zooms)
+    suffix = ".nii.gz" if path.name.endswith(".nii.gz") else path.suffix
+    with atomic_path(path) as tmp:
+        tmp_named = tmp.with_name(tmp.name + suffix)
+        nib.save(img, str(tmp_named))
+        tmp_named.rename(tmp)
+    return path
