@@ -168,13 +168,33 @@ def stack_normal(affine_ras: np.ndarray) -> np.ndarray:
     return n
 
 
+def _base_direction_sign(labels: np.ndarray, affine_ras: np.ndarray, normal: np.ndarray) -> float:
+    """+1 when ``normal`` points apex -> base, else -1.
+
+    Cues, strongest first: the apical cap (slices with myocardium but no LV blood pool) lies at
+    the apex end; otherwise the heart (LV + MYO) cross-section is larger towards the base, so
+    its area-weighted centre lies basal of the middle of its extent.
+    """
+    heart = np.argwhere((labels == LV) | (labels == MYO))
+    pos = voxel_to_ras(affine_ras, heart) @ normal
+    lo, hi = pos.min(), pos.max()
+    if hi - lo < 1e-6:
+        return 1.0
+    lv_pos = voxel_to_ras(affine_ras, np.argwhere(labels == LV)) @ normal
+    tol = 1e-3 * (hi - lo)
+    cap_low = lv_pos.min() > lo + tol  # myocardium below the lowest blood-pool slice
+    cap_high = lv_pos.max() < hi - tol
+    if cap_low != cap_high:
+        return 1.0 if cap_low else -1.0
+    return 1.0 if pos.mean() > 0.5 * (lo + hi) else -1.0
+
+
 def heart_frame_from_labels(labels: np.ndarray, affine_ras: np.ndarray,
                             scale_mm: float = 100.0) -> HeartFrame:
     """Heart frame of a labelled 3D frame (NIMOSEF labels, usually end-diastole).
 
     Origin: centroid of the LV blood pool. x: LV -> RV centroid, projected into the slice
-    plane. z: stack normal, signed apex -> base (the LV cross-section is larger at the
-    base, so the area-weighted LV centre lies basal of the middle of its slice extent).
+    plane. z: stack normal, signed apex -> base by :func:`_base_direction_sign`.
     Raises ValueError when the LV or RV is missing.
     """
     labels = np.asarray(labels)
@@ -188,13 +208,6 @@ def heart_frame_from_labels(labels: np.ndarray, affine_ras: np.ndarray,
     rv_ras = voxel_to_ras(affine_ras, rv)
     origin = lv_ras.mean(0)
     normal = stack_normal(affine_ras)
-    # sign of the long axis: apex -> base
-    heart = np.argwhere((labels == LV) | (labels == MYO))
-    pos = voxel_to_ras(affine_ras, heart) @ normal
-    lv_pos = lv_ras @ normal
-    if lv_pos.max() - lv_pos.min() > 1e-6:
-        mid = 0.5 * (pos.min() + pos.max())
-        if lv_pos.mean() < mid:
-            normal = -normal
+    normal = normal * _base_direction_sign(labels, affine_ras, normal)
     x_axis = rv_ras.mean(0) - origin
     return HeartFrame(origin, orthonormal_frame(x_axis, normal), scale_mm)

@@ -112,7 +112,7 @@ def make_reporter(kind: str) -> ProgressReporter:
 
 @contextlib.contextmanager
 def cancel_on_signals(reporter: ProgressReporter) -> Iterator[None]:
-    """Within the block, SIGINT and SIGTERM cancel ``reporter`` (the job stops at its next check)."""
+    """Within the block, SIGINT and SIGTERM cancel ``reporter`` (stops at its next check)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return

@@ -1,4 +1,4 @@
-"""One preprocessed subject: the contract between preprocessing, training, fitting and generation."""
+"""One preprocessed subject: the contract between preprocessing, training, fitting, sampling."""
 
 from __future__ import annotations
 

@@ -1,0 +1,150 @@
+"""Real Slicer views rendered offscreen: slice and 3D views with Slicer's displayable managers.
+
+The Slicer app draws its views with Qt widgets; without the app, the same MRML slice logic and
+displayable managers (segmentation overlay, models, volume slices) render into an offscreen
+VTK window, so tests and documentation see what a clinician sees. Needs a context from
+:func:`context.create_headless_context` (its ``app_logic``) and an OpenGL that works
+offscreen (EGL or OSMesa; set ``VTK_DEFAULT_OPENGL_WINDOW=vtkEGLRenderWindow`` headless).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import slicer
+import vtk
+from vtk.util.numpy_support import vtk_to_numpy
+
+SLICE_MANAGERS = ("vtkMRMLVolumeGlyphSliceDisplayableManager",
+                  "vtkMRMLModelSliceDisplayableManager",
+                  "vtkMRMLSegmentationsDisplayableManager2D")
+THREED_MANAGERS = ("vtkMRMLCameraDisplayableManager", "vtkMRMLViewDisplayableManager",
+                   "vtkMRMLModelDisplayableManager",
+                   "vtkMRMLSegmentationsDisplayableManager3D")
+
+
+class _OffscreenView:
+    """Render window + renderer + displayable manager group for one MRML view."""
+
+    def __init__(self, ctx, factory_class, managers: tuple[str, ...], size: tuple[int, int]):
+        self.window = vtk.vtkRenderWindow()
+        self.window.SetOffScreenRendering(1)
+        self.window.SetMultiSamples(0)
+        self.window.SetSize(*size)
+        self.renderer = vtk.vtkRenderer()
+        self.window.AddRenderer(self.renderer)
+        self.interactor = vtk.vtkRenderWindowInteractor()
+        self.interactor.SetRenderWindow(self.window)
+        factory = factory_class.GetInstance()
+        factory.SetMRMLApplicationLogic(ctx.app_logic)
+        for name in managers:
+            if not factory.IsDisplayableManagerRegistered(name):
+                factory.RegisterDisplayableManager(name)
+        self.managers = slicer.vtkMRMLDisplayableManagerGroup()
+        self.managers.Initialize(factory, self.renderer)
+
+    def render(self) -> np.ndarray:
+        """Render and return the window as ``(H, W, 3)`` uint8, row 0 at the top."""
+        self.managers.RequestRender()
+        self.window.Render()
+        grab = vtk.vtkWindowToImageFilter()
+        grab.SetInput(self.window)
+        grab.SetInputBufferTypeToRGB()
+        grab.ReadFrontBufferOff()
+        grab.Update()
+        image = grab.GetOutput()
+        w, h, _ = image.GetDimensions()
+        rgb = vtk_to_numpy(image.GetPointData().GetScalars()).reshape(h, w, 3)
+        return rgb[::-1].copy()
+
+    def close(self) -> None:
+        self.window.Finalize()
+
+
+class OffscreenSliceView(_OffscreenView):
+    """A slice view (e.g. the Red/axial one) with its own slice logic."""
+
+    def __init__(self, ctx, name: str = "Red", size: tuple[int, int] = (400, 400)):
+        super().__init__(ctx, slicer.vtkMRMLSliceViewDisplayableManagerFactory,
+                         SLICE_MANAGERS, size)
+        self.renderer.GetActiveCamera().ParallelProjectionOn()
+        self.logic = slicer.vtkMRMLSliceLogic()
+        self.logic.SetMRMLApplicationLogic(ctx.app_logic)
+        ctx.app_logic.GetSliceLogics().AddItem(self.logic)
+        self.logic.SetMRMLScene(ctx.scene)
+        self.slice_node = self.logic.AddSliceNode(name)
+        self.managers.SetMRMLDisplayableNode(self.slice_node)
+        self.image_mapper = vtk.vtkImageMapper()
+        self.image_mapper.SetColorWindow(255)
+        self.image_mapper.SetColorLevel(127.5)
+        self.image_actor = vtk.vtkActor2D()
+        self.image_actor.SetMapper(self.image_mapper)
+        self.image_actor.GetProperty().SetDisplayLocationToBackground()
+        self.renderer.AddViewProp(self.image_actor)
+        self.logic.ResizeSliceNode(*size)
+
+    def show(self, background_volume, orientation: str = "Axial",
+             offset_ras: np.ndarray | None = None) -> None:
+        """Show ``background_volume``; the slice plane goes through ``offset_ras`` (mm)."""
+        composite = self.logic.GetSliceCompositeNode()
+        composite.SetBackgroundVolumeID(background_volume.GetID())
+        self.slice_node.SetOrientation(orientation)
+        self.logic.RotateSliceToLowestVolumeAxes(False)
+        self.logic.FitSliceToBackground()
+        if offset_ras is not None:
+            self.slice_node.JumpSliceByCentering(*[float(v) for v in offset_ras])
+        self.logic.SnapSliceOffsetToIJK()
+        self.image_mapper.SetInputConnection(self.logic.GetImageDataConnection())
+
+    def xy_to_ras(self) -> np.ndarray:
+        """(4, 4) matrix: view pixel ``(x, y, 0, 1)`` (origin bottom-left) -> RAS mm."""
+        m = self.slice_node.GetXYToRAS()
+        return np.array([[m.GetElement(r, c) for c in range(4)] for r in range(4)])
+
+
+class OffscreenThreeDView(_OffscreenView):
+    """A 3D view: models, segmentation surfaces, glyphs."""
+
+    def __init__(self, ctx, name: str = "1", size: tuple[int, int] = (400, 400)):
+        super().__init__(ctx, slicer.vtkMRMLThreeDViewDisplayableManagerFactory,
+                         THREED_MANAGERS, size)
+        self.logic = slicer.vtkMRMLViewLogic()
+        self.logic.SetMRMLApplicationLogic(ctx.app_logic)
+        ctx.app_logic.GetViewLogics().AddItem(self.logic)
+        self.logic.SetMRMLScene(ctx.scene)
+        self.view_node = self.logic.AddViewNode(name)
+        self.view_node.SetBoxVisible(False)
+        self.view_node.SetAxisLabelsVisible(False)
+        self.managers.SetMRMLDisplayableNode(self.view_node)
+
+    def fit(self, direction: int = slicer.vtkMRMLCameraNode.Anterior) -> None:
+        """Point the camera at everything shown, from ``direction``."""
+        camera_dm = self.managers.GetDisplayableManagerByClassName(
+            "vtkMRMLCameraDisplayableManager")
+        self.renderer.ResetCamera()
+        if camera_dm is not None and camera_dm.GetCameraNode() is not None:
+            camera_dm.GetCameraNode().RotateTo(direction)
+        self.renderer.ResetCamera()
+        self.renderer.ResetCameraClippingRange()
+
+
+def save_png(rgb: np.ndarray, path: str | Path) -> Path:
+    """Write an ``(H, W, 3)`` uint8 image as PNG (atomic)."""
+    from nimosef_engine.atomic import atomic_path
+
+    path = Path(path)
+    h, w, _ = rgb.shape
+    image = vtk.vtkImageData()
+    image.SetDimensions(w, h, 1)
+    from vtk.util.numpy_support import numpy_to_vtk
+
+    data = numpy_to_vtk(np.ascontiguousarray(rgb[::-1]).reshape(-1, 3), deep=True,
+                        array_type=vtk.VTK_UNSIGNED_CHAR)
+    image.GetPointData().SetScalars(data)
+    with atomic_path(path) as tmp:
+        writer = vtk.vtkPNGWriter()
+        writer.SetFileName(str(tmp))
+        writer.SetInputData(image)
+        writer.Write()
+    return path

@@ -1,0 +1,303 @@
+"""Run the engine CLI in a background process: JSON progress lines in, cancel kills the tree.
+
+The engine runs in its own process (PythonSlicer in the app, any Python in tests) so that the
+GUI stays responsive and a cancel can stop it at once. Progress comes as one JSON object per
+stdout line (``{"stage", "fraction", "message"}``, DESIGN.md); reader threads collect it and
+:meth:`EngineProcess.poll` hands it over without blocking (the widget calls it from a timer).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+DEVICES = ("auto", "cpu", "cuda")
+QUALITIES = ("fast", "standard", "thorough")
+RES_FACTORS = (1, 2, 3, 4)
+
+
+class EngineError(RuntimeError):
+    """The engine process failed; the message is its one-line error (or the exit status)."""
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    """One progress report: ``stage`` name, ``fraction`` of it done (0..1), ``message``."""
+
+    stage: str
+    fraction: float
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class SegmentTrackOptions:
+    """User choices for ``segment-track``; ``prior`` None means the bundled prior."""
+
+    res_factor_z: int = 2
+    device: str = "auto"
+    quality: str = "standard"
+    prior: str | None = None
+    seed: int | None = 0
+
+    def __post_init__(self):
+        if int(self.res_factor_z) not in RES_FACTORS:
+            raise ValueError(f"z-resolution factor must be one of {RES_FACTORS}, "
+                             f"got {self.res_factor_z}")
+        if self.device not in DEVICES:
+            raise ValueError(f"device must be one of {DEVICES}, got {self.device!r}")
+        if self.quality not in QUALITIES:
+            raise ValueError(f"quality must be one of {QUALITIES}, got {self.quality!r}")
+
+
+def engine_command(python: str, *args: str) -> list[str]:
+    """``python -m nimosef_engine ARGS...``."""
+    return [str(python), "-m", "nimosef_engine", *[str(a) for a in args]]
+
+
+def segment_track_args(input_path: str | Path, out_dir: str | Path,
+                       options: SegmentTrackOptions) -> list[str]:
+    """Arguments of ``nimosef segment-track`` with JSON progress."""
+    args = ["segment-track", str(input_path), "--out", str(out_dir),
+            "--res-factor-z", str(int(options.res_factor_z)), "--device", options.device,
+            "--quality", options.quality, "--progress", "json", "--overwrite"]
+    if options.prior:
+        args += ["--prior", str(options.prior)]
+    if options.seed is not None:
+        args += ["--seed", str(int(options.seed))]
+    return args
+
+
+def resample_args(subject_file: str | Path, res_factor_z: int, out_dir: str | Path) -> list[str]:
+    """Arguments of ``nimosef resample`` (re-sample the fitted subject, no fitting)."""
+    return ["resample", str(subject_file), "--res-factor-z", str(int(res_factor_z)),
+            "--out", str(out_dir)]
+
+
+def engine_env(engine_parent: str | Path | None) -> dict[str, str]:
+    """The environment for the child: ``engine_parent`` (the folder that holds the
+    ``nimosef_engine`` package) first on ``PYTHONPATH``, unbuffered output."""
+    env = dict(os.environ)
+    env["PYTHONUNBUFFERED"] = "1"
+    if engine_parent:
+        parts = [str(engine_parent)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep)
+                                        if p]
+        env["PYTHONPATH"] = os.pathsep.join(parts)
+    return env
+
+
+def parse_progress_line(line: str) -> ProgressEvent | None:
+    """A JSON progress line -> event; anything else -> None."""
+    line = line.strip()
+    if not line.startswith("{"):
+        return None
+    try:
+        obj = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(obj, dict) or "stage" not in obj or "fraction" not in obj:
+        return None
+    try:
+        fraction = min(max(float(obj["fraction"]), 0.0), 1.0)
+    except (TypeError, ValueError):
+        return None
+    return ProgressEvent(str(obj["stage"]), fraction, str(obj.get("message", "")))
+
+
+def child_pids(pid: int) -> list[int]:
+    """All descendants of ``pid`` (children first), from ``ps`` (Linux, macOS)."""
+    try:
+        out = subprocess.run(["ps", "-A", "-o", "pid=,ppid="], capture_output=True, text=True,
+                             check=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    children: dict[int, list[int]] = {}
+    for row in out.splitlines():
+        fields = row.split()
+        if len(fields) == 2 and fields[0].isdigit() and fields[1].isdigit():
+            children.setdefault(int(fields[1]), []).append(int(fields[0]))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.append(child)
+                todo.append(child)
+    return found
+
+
+def process_alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie counts as gone)."""
+    if Path("/proc/self/stat").exists():  # Linux: read the state, zombies included
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return False
+        return state not in ("Z", "X")
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def kill_process_tree(pid: int, grace_s: float = 2.0) -> list[int]:
+    """Stop ``pid`` and every descendant: SIGTERM (the engine then cancels cleanly), SIGKILL
+    after ``grace_s``. Descendants are listed before anything is signalled, so orphans are
+    not lost. Returns the pids that were signalled."""
+    if sys.platform == "win32":
+        subprocess.run(["taskkill", "/F", "/T", "/PID", str(pid)], capture_output=True,
+                       check=False)
+        return [pid]
+    pids = [pid] + child_pids(pid)
+    for p in pids:
+        _signal(p, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline and any(process_alive(p) for p in pids):
+        # late children (spawned while we were signalling) are caught too
+        pids += [c for c in child_pids(pid) if c not in pids]
+        time.sleep(0.05)
+    for p in pids:
+        if process_alive(p):
+            _signal(p, signal.SIGKILL)
+    return pids
+
+
+def _signal(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+class EngineProcess:
+    """One engine command in a child process, read without blocking the caller."""
+
+    def __init__(self, args: list[str], env: dict[str, str] | None = None,
+                 cwd: str | Path | None = None, log_lines: int = 200):
+        self.args = list(args)
+        self.env = env
+        self.cwd = None if cwd is None else str(cwd)
+        self.process: subprocess.Popen | None = None
+        self.cancelled = False
+        self._events: queue.Queue[ProgressEvent] = queue.Queue()
+        self.log: deque[str] = deque(maxlen=log_lines)
+        self.stderr: deque[str] = deque(maxlen=log_lines)
+        self._threads: list[threading.Thread] = []
+
+    @property
+    def pid(self) -> int | None:
+        return None if self.process is None else self.process.pid
+
+    def start(self) -> EngineProcess:
+        """Start the child in its own session / process group."""
+        kwargs: dict = {}
+        if sys.platform == "win32":
+            kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP
+        else:
+            kwargs["start_new_session"] = True
+        self.process = subprocess.Popen(
+            self.args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+            env=self.env, cwd=self.cwd, text=True, encoding="utf-8", errors="replace",
+            bufsize=1, **kwargs)
+        for stream, handler in ((self.process.stdout, self._on_stdout),
+                                (self.process.stderr, self._on_stderr)):
+            thread = threading.Thread(target=self._read, args=(stream, handler), daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    @staticmethod
+    def _read(stream, handler) -> None:
+        for line in iter(stream.readline, ""):
+            handler(line.rstrip("\n"))
+        stream.close()
+
+    def _on_stdout(self, line: str) -> None:
+        event = parse_progress_line(line)
+        if event is None:
+            if line.strip():
+                self.log.append(line)
+        else:
+            self._events.put(event)
+
+    def _on_stderr(self, line: str) -> None:
+        if line.strip():
+            self.stderr.append(line)
+            self.log.append(line)
+
+    def poll(self) -> list[ProgressEvent]:
+        """Progress events received since the last call (never blocks)."""
+        events = []
+        while True:
+            try:
+                events.append(self._events.get_nowait())
+            except queue.Empty:
+                return events
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    @property
+    def returncode(self) -> int | None:
+        return None if self.process is None else self.process.poll()
+
+    def finished(self) -> bool:
+        """True once the child has exited and its output has been read."""
+        if self.process is None or self.process.poll() is None:
+            return False
+        for thread in self._threads:
+            thread.join(timeout=5)
+        return True
+
+    def cancel(self, grace_s: float = 2.0) -> list[int]:
+        """Kill the child and all its descendants; returns the pids that were signalled."""
+        self.cancelled = True
+        if self.process is None or self.process.poll() is not None:
+            return []
+        pids = kill_process_tree(self.process.pid, grace_s)
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+        return pids
+
+    def error_message(self) -> str:
+        """The child's last error line (the CLI prints one), or its exit status."""
+        for line in reversed(self.stderr):
+            if "error" in line.lower() or line.startswith("nimosef"):
+                return line.strip()
+        if self.stderr:
+            return self.stderr[-1].strip()
+        return f"the engine exited with status {self.returncode}"
+
+    def wait(self, progress_callback=None, timeout_s: float | None = None,
+             poll_s: float = 0.1) -> int:
+        """Block until the child exits, forwarding events to ``progress_callback(event)``.
+
+        Raises TimeoutError (after killing the tree) when ``timeout_s`` passes.
+        """
+        start = time.monotonic()
+        while not self.finished():
+            for event in self.poll():
+                if progress_callback:
+                    progress_callback(event)
+            if timeout_s is not None and time.monotonic() - start > timeout_s:
+                self.cancel()
+                raise TimeoutError(f"{' '.join(self.args[:4])} ran past {timeout_s} s")
+            time.sleep(poll_s)
+        for event in self.poll():
+            if progress_callback:
+                progress_callback(event)
+        return int(self.returncode)

@@ -1,0 +1,304 @@
+"""Workflow scenarios and scene checks shared by the Slicer self-test and the pytest suite.
+
+Each ``check_*`` function inspects the scene and raises AssertionError with a precise message;
+``NimosefSlicerTest`` (in the app) and ``tests/slicer`` (with slicer-core) call the same
+functions, so the self-test is not a second, untested copy.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import curves, glyphs, results, segments
+from .cine import CineNodes, export_cine_to_nifti, ijk_to_ras, load_cine_file, volume_array_xyz
+from .runner import ProgressEvent, SegmentTrackOptions, process_alive
+from .workflow import EngineJob, ResampleJob, SegmentTrackJob
+
+SAMPLE_CINE = Path("tests") / "data" / "acdc" / "patient090" / "patient090_4d.nii.gz"
+"""The sample cine (ACDC patient090, 12 frames), relative to the repository root."""
+
+
+def _check(condition, message: str) -> None:
+    if not condition:
+        raise AssertionError(message)
+
+
+def voxel_ras_grid(affine_ras: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+    """RAS mm of every voxel centre of a grid, ``(X*Y*Z, 3)`` (engine geometry)."""
+    from nimosef_engine.geometry import grid_ijk, voxel_to_ras
+
+    return voxel_to_ras(affine_ras, grid_ijk(shape))
+
+
+def scene_snapshot(scene) -> list[tuple[str, str, str]]:
+    """(ID, class, name) of every node, plus synchronised-sequence counts of browsers."""
+    snap = []
+    for i in range(scene.GetNumberOfNodes()):
+        node = scene.GetNthNode(i)
+        extra = ""
+        if node.IsA("vtkMRMLSequenceBrowserNode"):
+            extra = str(node.GetNumberOfSynchronizedSequenceNodes())
+        snap.append((node.GetID(), node.GetClassName(), f"{node.GetName()}|{extra}"))
+    return snap
+
+
+# ----------------------------------------------------------------------------- cine in/out
+def load_and_check_cine(ctx, path: str | Path) -> CineNodes:
+    """Load a 4D NIfTI as a cine and check frames and geometry against the engine's reader."""
+    from nimosef_engine.io.nifti import load_nifti
+
+    cine = load_cine_file(ctx, path)
+    data, affine = load_nifti(path, ndim=4)
+    _check(cine.n_frames == data.shape[3],
+           f"{cine.n_frames} frames in the sequence, {data.shape[3]} in {path}")
+    _check(cine.browser.GetMasterSequenceNode() is cine.sequence, "browser plays another node")
+    for t in (0, data.shape[3] - 1):
+        node = cine.sequence.GetNthDataNode(t)
+        _check(np.allclose(ijk_to_ras(node), affine, atol=1e-5),
+               f"frame {t}: IJKToRAS {ijk_to_ras(node).tolist()} != {affine.tolist()}")
+        _check(np.array_equal(volume_array_xyz(node), data[..., t]), f"frame {t}: voxels differ")
+    return cine
+
+
+def check_export_roundtrip(cine: CineNodes, path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Export the cine to 4D NIfTI, read it back with the engine: voxels and the RAS position
+    of every voxel must be unchanged. Returns the read (data, affine)."""
+    from nimosef_engine.io.nifti import load_nifti
+
+    export_cine_to_nifti(cine.sequence, path)
+    data, affine = load_nifti(path, ndim=4)
+    _check(data.shape[3] == cine.n_frames, f"{data.shape[3]} frames exported of {cine.n_frames}")
+    first = cine.sequence.GetNthDataNode(0)
+    shape = data.shape[:3]
+    ras_scene = voxel_ras_grid(ijk_to_ras(first), shape)
+    ras_file = voxel_ras_grid(affine, shape)
+    err = float(np.abs(ras_scene - ras_file).max())
+    _check(err < 1e-3, f"voxel RAS positions moved by up to {err} mm on export")
+    for t in range(cine.n_frames):
+        _check(np.array_equal(data[..., t],
+                              volume_array_xyz(cine.sequence.GetNthDataNode(t)).astype(data.dtype)),
+               f"frame {t}: exported voxels differ")
+    return data, affine
+
+
+# ----------------------------------------------------------------------------- engine runs
+def run_segment_track(ctx, cine: CineNodes, options: SegmentTrackOptions, python: str | None,
+                      engine_parent: str | Path | None, work_dir: str | Path | None = None,
+                      timeout_s: float | None = None) -> tuple[results.NimosefResults,
+                                                               list[ProgressEvent]]:
+    """The Segment & Track button, blocking: returns the results and the progress seen."""
+    events: list[ProgressEvent] = []
+    job = SegmentTrackJob(ctx, cine, options, python, engine_parent, work_dir)
+    res = job.run(events.append, timeout_s)
+    return res, events
+
+
+def check_progress(events: list[ProgressEvent]) -> None:
+    """Progress came as JSON lines: at least one event, fractions within [0, 1]."""
+    _check(len(events) > 0, "no JSON progress line was received from the engine")
+    _check(all(0.0 <= e.fraction <= 1.0 for e in events), "progress fraction out of [0, 1]")
+
+
+def check_cancel(ctx, job: EngineJob, wait_for_progress_s: float = 60.0) -> list[int]:
+    """Start ``job``, cancel it once it runs, check the process tree is gone, the working
+    folder removed and the scene unchanged. Returns the pids that were stopped."""
+    before = scene_snapshot(ctx.scene)
+    job.start()
+    start = time.monotonic()
+    while time.monotonic() - start < wait_for_progress_s and job.process.running:
+        if job.poll():
+            break
+        time.sleep(0.05)
+    _check(job.process.running, f"the job ended before it could be cancelled: "
+                                f"{job.process.error_message()}")
+    from .runner import child_pids
+
+    tree = [job.process.pid] + child_pids(job.process.pid)
+    job.cancel()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(process_alive(p) for p in tree):
+        time.sleep(0.05)
+    alive = [p for p in tree if process_alive(p)]
+    _check(not alive, f"processes still running after cancel: {alive}")
+    _check(not job.work_dir.exists(), f"working folder {job.work_dir} left behind")
+    _check(scene_snapshot(ctx.scene) == before, "the scene changed although the run was "
+                                                 "cancelled")
+    return tree
+
+
+# ----------------------------------------------------------------------------- results
+def check_results(ctx, res: results.NimosefResults, frames: tuple[int, ...] | None = None) -> None:
+    """The scene after Segment & Track matches the engine's output folder."""
+    from nimosef_engine.geometry import resample_grid_z
+    from nimosef_engine.io.nifti import load_nifti
+
+    cine = res.cine
+    browser = cine.browser
+    values = [cine.sequence.GetNthIndexValue(t) for t in range(cine.n_frames)]
+    for role, sequence in res.sequences.items():
+        _check(browser.IsSynchronizedSequenceNode(sequence.GetID(), True),
+               f"{role} sequence is not synchronised to the cine browser")
+        seq_values = [sequence.GetNthIndexValue(t) for t in range(sequence.GetNumberOfDataNodes())]
+        _check(seq_values == values, f"{role} index values {seq_values} != cine {values}")
+
+    labels, seg_affine = load_nifti(res.output_dir / "seg.nii.gz", ndim=4, dtype=np.uint8)
+    rec, rec_affine, _ = results.load_superres(res.output_dir, res.res_factor_z)
+    motion = results.read_motion(res.output_dir)
+    cine_affine = ijk_to_ras(cine.sequence.GetNthDataNode(0))
+    _check(np.allclose(seg_affine, cine_affine, atol=1e-4), "seg.nii.gz is not on the cine grid")
+    want_affine, want_shape = resample_grid_z(cine_affine, labels.shape[:3], res.res_factor_z)
+    specs = segments.segment_specs()
+    frames = frames if frames is not None else (int(res.summary["ed_frame"]),
+                                                int(res.summary["es_frame"]))
+    for t in frames:
+        browser.SetSelectedItemNumber(t)
+        seg_proxy = browser.GetProxyNode(res.sequences["segmentation"])
+        segmentation = seg_proxy.GetSegmentation()
+        for spec in specs:
+            segment = segmentation.GetSegment(spec.segment_id)
+            _check(segment is not None, f"frame {t}: segment {spec.segment_id} missing")
+            _check(segment.GetName() == spec.name, f"segment name {segment.GetName()}")
+            _check(spec.code_value in segment.GetTerminology(),
+                   f"{spec.name}: terminology {segment.GetTerminology()}")
+            _check(np.allclose(segment.GetColor(), spec.color, atol=1e-3),
+                   f"{spec.name}: colour {segment.GetColor()} != {spec.color}")
+        counts = segments.segment_voxel_counts(seg_proxy)
+        for spec in specs:
+            want = int(np.count_nonzero(labels[..., t] == spec.label))
+            _check(counts[spec.segment_id] == want,
+                   f"frame {t}: {spec.segment_id} has {counts[spec.segment_id]} voxels, "
+                   f"seg.nii.gz {want}")
+        display = seg_proxy.GetDisplayNode()
+        _check(display is not None and display.GetVisibility3D(), "3D surfaces are off")
+
+        sr_proxy = browser.GetProxyNode(res.sequences["superres"])
+        _check(np.allclose(ijk_to_ras(sr_proxy), want_affine, atol=1e-4),
+               f"super-resolved grid {ijk_to_ras(sr_proxy).tolist()} != resample_grid_z")
+        _check(volume_array_xyz(sr_proxy).shape == tuple(want_shape), "super-resolved shape")
+        _check(np.allclose(volume_array_xyz(sr_proxy), rec[..., t]), "super-resolved voxels")
+
+        glyph_proxy = browser.GetProxyNode(res.sequences["glyphs"])
+        mags = glyphs.glyph_magnitudes(glyph_proxy.GetPolyData())
+        points, vectors = motion.get(t, (np.zeros((0, 3)), np.zeros((0, 3))))
+        if len(points):
+            keep = glyphs.subsample_indices(len(points))
+            peak = float(np.linalg.norm(vectors[keep], axis=1).max())
+            _check(len(mags) > 0, f"frame {t}: no arrows")
+            _check(abs(float(mags.max()) - peak) < 1e-4,
+                   f"frame {t}: arrow magnitude {mags.max()} != motion.parquet {peak}")
+
+    table = curves.table_columns(res.table)
+    csv_curves = curves.read_volume_curves(res.output_dir / "volumes.csv")
+    _check(res.table.GetNumberOfRows() == cine.n_frames, "table rows != frames")
+    for column in ("LV_mL", "MYO_mL", "RV_mL"):
+        _check(np.allclose(table[column], csv_curves[column], rtol=1e-5, atol=1e-6),
+               f"table column {column} != volumes.csv")
+    _check(res.chart.GetNumberOfPlotSeriesNodes() == 3, "chart needs LV, MYO and RV series")
+    s = res.summary
+    _check(s["LV_EDV_mL"] >= s["LV_ESV_mL"] > 0, f"EDV {s['LV_EDV_mL']} ESV {s['LV_ESV_mL']}")
+    ef = 100.0 * (s["LV_EDV_mL"] - s["LV_ESV_mL"]) / s["LV_EDV_mL"]
+    _check(abs(ef - s["LV_EF_pct"]) < 0.5, f"EF {s['LV_EF_pct']} != 100 (EDV-ESV)/EDV = {ef}")
+
+
+def check_resample(ctx, res: results.NimosefResults, factor: int, python: str | None,
+                   engine_parent: str | Path | None, timeout_s: float | None = None) -> None:
+    """The z-resolution slider path: ``nimosef resample`` updates the super-resolved sequence
+    in place (same sequence node, same browser) onto the new grid."""
+    from nimosef_engine.geometry import resample_grid_z
+
+    sequence = res.sequences["superres"]
+    n_sync = res.cine.browser.GetNumberOfSynchronizedSequenceNodes()
+    ResampleJob(ctx, res, factor, python, engine_parent).run(timeout_s=timeout_s)
+    cine_node = res.cine.sequence.GetNthDataNode(0)
+    shape = volume_array_xyz(cine_node).shape
+    want_affine, want_shape = resample_grid_z(ijk_to_ras(cine_node), shape, factor)
+    _check(res.sequences["superres"] is sequence, "a new super-resolved sequence was made")
+    _check(res.cine.browser.GetNumberOfSynchronizedSequenceNodes() == n_sync,
+           "synchronised sequences changed")
+    _check(sequence.GetAttribute(results.RES_FACTOR) == str(factor), "factor attribute")
+    for t in (0, res.cine.n_frames - 1):
+        res.cine.browser.SetSelectedItemNumber(t)
+        proxy = res.cine.browser.GetProxyNode(sequence)
+        _check(volume_array_xyz(proxy).shape == tuple(want_shape),
+               f"frame {t}: shape {volume_array_xyz(proxy).shape} != {want_shape}")
+        _check(np.allclose(ijk_to_ras(proxy), want_affine, atol=1e-4),
+               f"frame {t}: grid is not resample_grid_z(cine, {factor})")
+
+
+def describe_scene(ctx, res: results.NimosefResults) -> dict:
+    """What must survive an .mrb round trip: names, segments, frames, table values, arrows."""
+    browser = res.cine.browser
+    out: dict = {"browser": browser.GetName(),
+                 "sync": sorted(browser.GetNthSynchronizedSequenceNode(i).GetName()
+                                for i in range(browser.GetNumberOfSynchronizedSequenceNodes())),
+                 "table": {k: np.round(v, 4).tolist()
+                           for k, v in curves.table_columns(res.table).items()},
+                 "summary": json.loads(res.table.GetAttribute(results.SUMMARY))}
+    seg_seq = res.sequences["segmentation"]
+    glyph_seq = res.sequences["glyphs"]
+    out["frames"] = []
+    for t in range(res.cine.n_frames):
+        seg_node = seg_seq.GetNthDataNode(t)
+        segmentation = seg_node.GetSegmentation()
+        segs = [(segmentation.GetNthSegment(i).GetName(),
+                 segmentation.GetNthSegment(i).GetTerminology(),
+                 tuple(round(c, 3) for c in segmentation.GetNthSegment(i).GetColor()))
+                for i in range(segmentation.GetNumberOfSegments())]
+        out["frames"].append({
+            "index": seg_seq.GetNthIndexValue(t),
+            "segments": segs,
+            "voxels": segments.segment_voxel_counts(seg_node),
+            "arrow_points": glyph_seq.GetNthDataNode(t).GetPolyData().GetNumberOfPoints(),
+            "cine_sum": float(volume_array_xyz(res.cine.sequence.GetNthDataNode(t)).sum()),
+        })
+    return out
+
+
+def find_results(ctx, cine: CineNodes) -> results.NimosefResults:
+    """Rebuild the results handle of a cine from node attributes (e.g. after loading .mrb)."""
+    scene = ctx.scene
+    found: dict = {}
+    for i in range(scene.GetNumberOfNodes()):
+        node = scene.GetNthNode(i)
+        role = node.GetAttribute(results.ROLE)
+        if role and node.GetAttribute(results.INPUT) == cine.sequence.GetID():
+            kind = "sequence" if node.IsA("vtkMRMLSequenceNode") else "node"
+            found.setdefault((role, kind), node)
+    sequences = {r: found[(r, "sequence")] for r in ("segmentation", "superres", "glyphs")
+                 if (r, "sequence") in found}
+    _check(len(sequences) == 3 and ("table", "node") in found and ("chart", "node") in found,
+           f"result nodes missing: found {sorted(found)}")
+    table = found[("table", "node")]
+    proxies = {r: cine.browser.GetProxyNode(s) for r, s in sequences.items()}
+    out_dir = Path(sequences["segmentation"].GetAttribute(results.OUTPUT_DIR) or ".")
+    return results.NimosefResults(
+        cine, sequences, proxies, table, found[("chart", "node")],
+        json.loads(table.GetAttribute(results.SUMMARY)), out_dir,
+        int(sequences["superres"].GetAttribute(results.RES_FACTOR) or 1))
+
+
+def check_mrb_roundtrip(ctx, res: results.NimosefResults, mrb_path: str | Path,
+                        new_context) -> tuple:
+    """Save the scene to ``.mrb``, read it into a fresh context, compare everything that
+    :func:`describe_scene` lists. Returns (new context, results found in it)."""
+    mrb_path = Path(mrb_path)
+    before = describe_scene(ctx, res)
+    ctx.scene.SetRootDirectory(str(mrb_path.parent))
+    _check(ctx.scene.WriteToMRB(str(mrb_path)), f"cannot write {mrb_path}")
+    ctx2 = new_context()
+    _check(ctx2.scene.ReadFromMRB(str(mrb_path)), f"cannot read {mrb_path}")
+    browsers = ctx2.scene.GetNodesByClassByName("vtkMRMLSequenceBrowserNode",
+                                                res.cine.browser.GetName())
+    _check(browsers.GetNumberOfItems() == 1, "browser missing after reading the .mrb")
+    browser = browsers.GetItemAsObject(0)
+    sequence = browser.GetMasterSequenceNode()
+    cine2 = CineNodes(sequence, browser, browser.GetProxyNode(sequence))
+    res2 = find_results(ctx2, cine2)
+    after = describe_scene(ctx2, res2)
+    for key in before:
+        _check(before[key] == after[key], f".mrb round trip changed '{key}'")
+    return ctx2, res2

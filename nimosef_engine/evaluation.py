@@ -1,0 +1,57 @@
+"""Fit-and-score helpers: how well a prior segments subjects from their intensities alone."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from nimosef_engine.data.subject import SubjectData
+from nimosef_engine.fit import FitConfig, fit_subject
+from nimosef_engine.losses.objective import subject_tensors
+from nimosef_engine.metrics import dice_per_class
+from nimosef_engine.sample import predict_points
+
+CLASS_NAMES = {1: "LV", 2: "MYO", 3: "RV"}
+
+
+@torch.no_grad()
+def predict_subject_labels(net, sd: SubjectData, code: torch.Tensor, pose_matrix=None,
+                           device="cpu") -> np.ndarray:
+    """Predicted labels ``(T, X, Y, Z)`` on the subject's crop grid at its frame times."""
+    coords = torch.from_numpy(sd.coords_norm()).to(device)
+    if pose_matrix is not None:
+        m = pose_matrix.to(device)
+        coords = coords @ m[:3, :3].T + m[:3, 3]
+    out = np.empty((sd.n_frames, *sd.grid_shape), np.uint8)
+    for f, t in enumerate(sd.frame_times):
+        out[f] = predict_points(net, code.to(device), coords, float(t))["labels"] \
+            .cpu().numpy().reshape(sd.grid_shape)
+    return out
+
+
+def dice_scores(pred: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """Mean Dice per class over frames (NaN-aware): ``pred``, ``labels`` (T, X, Y, Z)."""
+    per = [dice_per_class(pred[f], labels[f]) for f in range(labels.shape[0])]
+    return {name: float(np.nanmean([d[c] for d in per])) for c, name in CLASS_NAMES.items()}
+
+
+def fit_and_score(net, sd: SubjectData, init_code: torch.Tensor, steps: int = 100,
+                  device="cpu", n_points: int = 4000, seed: int = 0,
+                  snapshot_steps: list[int] | None = None) -> dict:
+    """Fit ``sd``'s code on intensities only, then score Dice against its labels.
+
+    With ``snapshot_steps`` also returns ``curve``: {step: Dice dict} for choosing the
+    number of fitting steps.
+    """
+    if sd.labels is None:
+        raise ValueError(f"{sd.subject_id} has no labels to score against")
+    st = subject_tensors(sd, device)
+    cfg = FitConfig(steps=steps, n_points=n_points, seed=seed,
+                    snapshot_steps=list(snapshot_steps or []))
+    res = fit_subject(net, st, cfg, init_code.to(device))
+    scores = dice_scores(predict_subject_labels(net, sd, res.code, None, device), sd.labels)
+    if snapshot_steps:
+        scores["curve"] = {
+            s: dice_scores(predict_subject_labels(net, sd, c, None, device), sd.labels)
+            for s, (c, _m) in res.snapshots.items()}
+    return scores

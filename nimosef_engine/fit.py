@@ -1,0 +1,129 @@
+"""Fit a subject's shape code (and optionally a pose) with the network frozen.
+
+The test-time half of the auto-decoder: the same objective as training
+(:func:`nimosef_engine.losses.objective.nimosef_loss`) without the segmentation term, the
+network's parameters frozen, only the code (and the pose) optimised. Dice peaks and then
+falls as the code over-fits the intensities, so the number of steps is chosen on validation
+data at training time and stored in the checkpoint (``fit_defaults``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+
+from nimosef_engine.losses.objective import LossWeights, SubjectTensors, nimosef_loss
+
+
+@dataclass
+class FitConfig:
+    steps: int = 300
+    n_points: int = 4000
+    lr_code: float = 5e-3
+    lr_pose: float = 2e-3
+    pose: bool = False
+    motion: bool = False
+    restarts: int = 1
+    seed: int = 0
+    snapshot_steps: list[int] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _rotation_from_axis_angle(v: torch.Tensor) -> torch.Tensor:
+    theta = torch.sqrt(v.square().sum() + 1e-12)
+    k = v / theta
+    kx = torch.zeros(3, 3, dtype=v.dtype, device=v.device)
+    kx[0, 1], kx[0, 2], kx[1, 2] = -k[2], k[1], -k[0]
+    kx = kx - kx.T
+    eye = torch.eye(3, dtype=v.dtype, device=v.device)
+    return eye + torch.sin(theta) * kx + (1 - torch.cos(theta)) * kx @ kx
+
+
+class Pose(nn.Module):
+    """Similarity map from a subject's normalised coordinates to the prior's:
+    ``x' = exp(log_scale) * R(rotvec) @ x + translation`` (identity at start)."""
+
+    def __init__(self):
+        super().__init__()
+        self.rotvec = nn.Parameter(torch.zeros(3))
+        self.translation = nn.Parameter(torch.zeros(3))
+        self.log_scale = nn.Parameter(torch.zeros(()))
+
+    def matrix(self) -> torch.Tensor:
+        """4x4 map (normalised subject -> normalised prior)."""
+        m = torch.eye(4, dtype=self.rotvec.dtype, device=self.rotvec.device)
+        m[:3, :3] = torch.exp(self.log_scale) * _rotation_from_axis_angle(self.rotvec)
+        m[:3, 3] = self.translation
+        return m
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        r = torch.exp(self.log_scale) * _rotation_from_axis_angle(self.rotvec)
+        return x @ r.T + self.translation
+
+
+@dataclass
+class FitResult:
+    code: torch.Tensor
+    pose_matrix: torch.Tensor
+    losses: list[float]
+    snapshots: dict[int, tuple[torch.Tensor, torch.Tensor]]
+    final_loss: float
+
+
+def fit_subject(net, st: SubjectTensors, cfg: FitConfig, init_code: torch.Tensor,
+                weights: LossWeights | None = None, reporter=None,
+                pred_boundary_fn=None) -> FitResult:
+    """Fit a code for one subject, the network frozen. Best of ``cfg.restarts`` restarts
+    (lowest mean loss over the last 10 % of steps). ``init_code (C,)``: the starting code
+    (the prior's mean training code); restarts after the first add N(0, 0.1 * std) noise."""
+    weights = weights or LossWeights()
+    if not cfg.motion:
+        weights = LossWeights(**{**weights.to_dict(), "displacement": 0.0, "no_motion": 0.0,
+                                 "folding": 0.0, "smoothness": 0.0})
+    for p in net.parameters():
+        p.requires_grad_(False)
+    best: FitResult | None = None
+    dev = st.coords.device
+    for r in range(max(1, cfg.restarts)):
+        gen = torch.Generator().manual_seed(cfg.seed * 7919 + r)
+        code = init_code.detach().clone().to(dev)
+        if r > 0:
+            code = code + torch.randn(code.shape, generator=gen).to(dev) * 0.1 * (
+                code.std() + 1e-3)
+        code.requires_grad_(True)
+        pose = Pose().to(dev)
+        groups = [{"params": [code], "lr": cfg.lr_code}]
+        if cfg.pose:
+            groups.append({"params": list(pose.parameters()), "lr": cfg.lr_pose})
+        opt = torch.optim.Adam(groups)
+        losses: list[float] = []
+        snaps: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        pred_boundary = None
+        for step in range(cfg.steps):
+            if reporter is not None and step % 10 == 0:
+                frac = (r + step / cfg.steps) / max(1, cfg.restarts)
+                reporter.update("fit", frac, f"step {step}/{cfg.steps}")
+            if cfg.motion and pred_boundary_fn is not None and step >= cfg.steps // 2 \
+                    and (pred_boundary is None or step % 50 == 0):
+                pred_boundary = pred_boundary_fn(code.detach(), pose)
+            opt.zero_grad(set_to_none=True)
+            loss, _ = nimosef_loss(
+                net, code, st, n_points=cfg.n_points, weights=weights,
+                epoch=10**6 if cfg.motion else 0, generator=gen, use_labels=False,
+                pred_boundary=pred_boundary, coords_fn=pose if cfg.pose else None)
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.detach()))
+            if step + 1 in cfg.snapshot_steps:
+                snaps[step + 1] = (code.detach().clone(), pose.matrix().detach().clone())
+        tail = losses[-max(1, len(losses) // 10):]
+        final = float(sum(tail) / len(tail)) if tail else math.inf
+        res = FitResult(code.detach(), pose.matrix().detach(), losses, snaps, final)
+        if best is None or res.final_loss < best.final_loss:
+            best = res
+    return best

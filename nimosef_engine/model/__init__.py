@@ -1,0 +1,1 @@
+"""The implicit network (Gabor residual backbone + heads) and its checkpoints."""

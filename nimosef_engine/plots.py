@@ -1,0 +1,112 @@
+"""Figures for the metrics: volume curves over the cycle and per-class Dice box plots.
+
+Figures are drawn with matplotlib's Agg canvas (no pyplot state, no display needed) and
+written atomically as PNG.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from nimosef_engine.atomic import atomic_path
+
+CLASSES = ("LV", "MYO", "RV")
+COLOURS = {"LV": "#d62728", "MYO": "#2ca02c", "RV": "#1f77b4"}
+
+Curves = Mapping[str, Sequence[float]]
+
+
+def _save_png(fig: Figure, path: str | Path) -> Path:
+    path = Path(path)
+    FigureCanvasAgg(fig)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    return path
+
+
+def _curves_from_table(df: pd.DataFrame) -> tuple[np.ndarray, Curves, Curves | None]:
+    """``(times, pred, gt)`` from a long :func:`metrics.subject_metrics` table (``class``,
+    ``time``, ``vol_pred_mL``[, ``vol_gt_mL``]) or a wide one (``time``, ``LV_mL``, ...)."""
+    if "class" in df.columns:
+        times = df.loc[df["class"] == CLASSES[0], "time"].to_numpy(dtype=np.float64)
+        pred = {c: df.loc[df["class"] == c, "vol_pred_mL"].to_numpy() for c in CLASSES}
+        gt = None
+        if "vol_gt_mL" in df.columns and df["vol_gt_mL"].notna().any():
+            gt = {c: df.loc[df["class"] == c, "vol_gt_mL"].to_numpy() for c in CLASSES}
+        return times, pred, gt
+    missing = [f"{c}_mL" for c in CLASSES if f"{c}_mL" not in df.columns] + (
+        [] if "time" in df.columns else ["time"])
+    if missing:
+        raise ValueError(f"volume table lacks columns {missing}")
+    return (df["time"].to_numpy(dtype=np.float64),
+            {c: df[f"{c}_mL"].to_numpy() for c in CLASSES}, None)
+
+
+def plot_volume_curves(volumes: pd.DataFrame | Curves, path: str | Path,
+                       times: Sequence[float] | None = None, gt: Curves | None = None,
+                       title: str | None = None) -> Path:
+    """Plot LV / MYO / RV volume (mL) against cycle time (fraction of the cycle, ED = 0).
+
+    ``volumes``: a :func:`nimosef_engine.metrics.subject_metrics` table (its ground truth is
+    drawn when present), a wide table with ``time, LV_mL, MYO_mL, RV_mL``, or a mapping
+    ``{"LV": (T,), ...}`` with ``times`` (T,) (default ``t / T``) and optional ``gt`` curves.
+    Prediction solid, ground truth dashed. Writes a PNG atomically and returns its path.
+    """
+    if isinstance(volumes, pd.DataFrame):
+        t, pred, table_gt = _curves_from_table(volumes)
+        gt = gt if gt is not None else table_gt
+    else:
+        pred = volumes
+        n = len(next(iter(pred.values())))
+        t = np.arange(n) / n if times is None else np.asarray(times, dtype=np.float64)
+    order = np.argsort(t, kind="stable")
+    fig = Figure(figsize=(6.0, 4.0))
+    ax = fig.add_subplot()
+    for c in CLASSES:
+        if c not in pred:
+            continue
+        ax.plot(t[order], np.asarray(pred[c])[order], "-o", ms=3, color=COLOURS[c],
+                label=f"{c} pred" if gt is not None else c)
+        if gt is not None and c in gt:
+            ax.plot(t[order], np.asarray(gt[c])[order], "--", color=COLOURS[c], label=f"{c} gt")
+    ax.set_xlabel("cycle time (fraction of the cycle, ED = 0)")
+    ax.set_ylabel("volume (mL)")
+    ax.set_xlim(0.0, 1.0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, ncol=2 if gt is not None else 1)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return _save_png(fig, path)
+
+
+def plot_dice_boxplot(summary_df: pd.DataFrame, path: str | Path,
+                      title: str | None = None) -> Path:
+    """Box plot of per-subject mean Dice per class (columns ``dice_LV, dice_MYO, dice_RV``).
+
+    NaN values (class absent) are left out. Writes a PNG atomically and returns its path.
+    """
+    cols = [f"dice_{c}" for c in CLASSES if f"dice_{c}" in summary_df.columns]
+    if not cols:
+        raise ValueError("summary table has no dice_LV / dice_MYO / dice_RV column")
+    data = [summary_df[c].dropna().to_numpy(dtype=np.float64) for c in cols]
+    fig = Figure(figsize=(4.5, 4.0))
+    ax = fig.add_subplot()
+    box = ax.boxplot(data, patch_artist=True, showmeans=True)
+    ax.set_xticks(range(1, len(cols) + 1), [c.removeprefix("dice_") for c in cols])
+    for patch, c in zip(box["boxes"], cols, strict=True):
+        patch.set_facecolor(COLOURS[c.removeprefix("dice_")])
+        patch.set_alpha(0.5)
+    ax.set_ylabel("Dice")
+    ax.set_ylim(0.0, 1.02)
+    ax.grid(axis="y", alpha=0.3)
+    n = len(summary_df)
+    ax.set_title(title or f"Dice per class ({n} subject{'' if n == 1 else 's'})")
+    fig.tight_layout()
+    return _save_png(fig, path)
