@@ -51,14 +51,23 @@ from nimosef_engine.geometry import (
 )
 
 log = logging.getLogger(__name__)
+_DBG = {}  # DEBUG
 
 WORK_MM = 2.0  # in-plane working grid spacing of the detector
-RADII_MM = (10.0, 14.0, 19.0, 25.0, 32.0, 40.0)  # LV blood pool disk radii tried
+RADII_MM = (10.0, 14.0, 19.0, 25.0, 32.0)  # LV blood pool disk radii tried
 RING_MM = 8.0  # ring (myocardium) width
 HEART_MM = 48.0  # radius of the neighbourhood whose motion marks the heart
+STD_CLIP_PCT = 97.0  # temporal std clipped here: flow artefacts must not outweigh the heart
 N_SECTORS = 8
+SECTOR_RANK = 3  # contrast against the SECTOR_RANK-th brightest ring sector
+HEART_EXP = 2.0
 TRACK_MM = 24.0  # max in-plane drift of the LV centre from the axis seed
 RV_MAX_GAP_MM = 30.0  # RV pool within this distance of the LV pool
+RV_BRIGHT = 0.6  # blood-bright: above this fraction of the LV pool's median intensity
+RV_AREA_W = 0.25  # weight of the ED area next to the emptied area
+RV_GAP_SCALE_MM = 15.0
+MID_FRACTION = 0.7  # RV direction from the slices holding the middle 70 % of the LV volume
+SIGN_RV_W = 0.0
 
 
 @dataclass
@@ -151,8 +160,8 @@ def _detect_lv(maxmap: np.ndarray, stdmap: np.ndarray, h: np.ndarray) -> _Detect
     hm = float(np.mean(h))
     rmax = int(np.ceil(max(max(RADII_MM) + RING_MM, HEART_MM) / hm)) + 1
     conv_i = _Conv(ndimage.gaussian_filter(maxmap, (1, 1, 0)), rmax)
-    conv_s = _Conv(stdmap, rmax)
-    s_ref = float(np.percentile(stdmap, 99.5)) + 1e-6
+    conv_s = _Conv(np.minimum(stdmap, np.percentile(stdmap, STD_CLIP_PCT)), rmax)
+    s_ref = float(np.percentile(stdmap, STD_CLIP_PCT)) + 1e-6
     best = np.full(maxmap.shape, -np.inf, dtype=np.float32)
     best_r = np.zeros(maxmap.shape, dtype=np.float32)
     best_c = np.zeros(maxmap.shape, dtype=np.float32)
@@ -168,10 +177,10 @@ def _detect_lv(maxmap: np.ndarray, stdmap: np.ndarray, h: np.ndarray) -> _Detect
         ring = (dist > r) & (dist <= r + RING_MM)
         sect = np.stack([conv_i.mean_over(ring & (sector == s)) for s in range(N_SECTORS)])
         sect.sort(axis=0)
-        contrast = inner - sect[-2]  # dark in all but one sector
+        contrast = inner - sect[-SECTOR_RANK]  # dark in nearly all sectors
         motion = conv_s.mean_over(dist <= r + RING_MM) / s_ref
         score = (np.clip(contrast, 0, None) * np.sqrt(np.clip(motion, 0, None))
-                 * np.clip(heart_motion, 0, None))
+                 * np.clip(heart_motion, 0, None) ** HEART_EXP)
         upd = score > best
         best[upd] = score[upd]
         best_r[upd] = r
@@ -182,6 +191,7 @@ def _detect_lv(maxmap: np.ndarray, stdmap: np.ndarray, h: np.ndarray) -> _Detect
     gj = (np.arange(yw) - (yw - 1) / 2) * h[1] / (0.35 * fov[1])
     prior = np.exp(-0.5 * (gi[:, None] ** 2 + gj[None, :] ** 2)).astype(np.float32)
     best = np.clip(best, 0, None) * prior[:, :, None]
+    _DBG.update(best=best, best_r=best_r, best_c=best_c, hm=heart_motion)  # DEBUG
     axis_map = ndimage.gaussian_filter(best, (3 / h[0], 3 / h[1], 0)).sum(-1)
     seed = np.array(np.unravel_index(int(np.argmax(axis_map)), axis_map.shape), float)
     # distinctness: axis peak vs the best peak further than 40 mm away
@@ -300,11 +310,15 @@ def localise_heart(frames: np.ndarray, affine_ras: np.ndarray, *,
                 wts.append(a_ed[k])
         lv_center = voxel_to_ras(aff, np.average(np.array(pts), axis=0, weights=wts)[None])[0]
     # RV direction
-    rv_vec, rv_area, rv_pts, rv_w = _rv_direction(norm, masks, ed, lv_ijk_by_slice, det,
+    es = int(np.argmin(np.where(areas.sum(1) > 0, areas.sum(1), np.inf)))
+    ks_lv = sorted(lv_ijk_by_slice)
+    lo_k, hi_k = _middle(ks_lv, a_ed)
+    mid_slices = {k: v for k, v in lv_ijk_by_slice.items() if lo_k <= k <= hi_k}
+    rv_vec, rv_area, rv_pts, rv_w = _rv_direction(norm, masks, ed, es, mid_slices,
                                                   spacing, aff)
     normal = stack_normal(aff)
     # long-axis sign
-    a_sign = a_ed + 0.5 * rv_area
+    a_sign = a_ed + SIGN_RV_W * rv_area
     ks = np.flatnonzero(a_sign > 0)
     sign_margin = 0.0
     if len(ks) >= 2:
@@ -342,34 +356,55 @@ def localise_heart(frames: np.ndarray, affine_ras: np.ndarray, *,
                      lv_r, [int(k) for k in slices])
 
 
-def _rv_direction(norm, masks, ed, lv_ijk, det, spacing, aff):
-    """Area x motion weighted LV->RV direction (RAS), RV area per slice, RV centroids."""
+def _middle(ks: list[int], area: np.ndarray) -> tuple[int, int]:
+    """Slice range holding the middle ``MID_FRACTION`` of the LV pool volume."""
+    if not ks:
+        return 0, -1
+    a = np.asarray([area[k] for k in ks], dtype=np.float64)
+    if a.sum() <= 0:
+        return ks[0], ks[-1]
+    cum = np.cumsum(a) / a.sum()
+    q = (1 - MID_FRACTION) / 2
+    lo = ks[int(np.searchsorted(cum, q))]
+    hi = ks[min(int(np.searchsorted(cum, 1 - q)), len(ks) - 1)]
+    return lo, hi
+
+
+def _rv_direction(norm: np.ndarray, masks: dict, ed: int, es: int, lv_ijk: dict,
+                  spacing: np.ndarray, aff: np.ndarray):
+    """LV->RV direction (RAS, unnormalised), RV area per slice (mm2), RV centroids and weights.
+
+    In each LV slice, candidates are the blood-bright components at ED outside the LV pool
+    (gap 2-30 mm). The RV is the one that empties most: ED-bright pixels that are no longer
+    bright at ES (``es``), weighted by closeness to the LV; fat and vessels stay bright.
+    """
     nz = norm.shape[3]
-    img_std = None
     rv_area = np.zeros(nz)
     vec = np.zeros(3)
     pts, wts = [], []
+    sig = 1.0 / spacing
+    op = max(1, int(round(1.5 / float(np.min(spacing)))))
+    px_mm2 = float(spacing[0] * spacing[1])
     for k, c in lv_ijk.items():
         m = masks.get((ed, k))
         if m is None or not m.any():
             continue
-        if img_std is None:
-            img_std = norm.std(0)
-        img = ndimage.gaussian_filter(norm[ed, :, :, k], 1.0 / spacing)
-        lv_vals = img[m]
-        core = float(np.percentile(lv_vals, 50))
+        img_ed = ndimage.gaussian_filter(norm[ed, :, :, k], sig)
+        img_es = ndimage.gaussian_filter(norm[es, :, :, k], sig)
+        blood = float(np.median(img_ed[m]))
         dist_lv = ndimage.distance_transform_edt(~m, sampling=spacing)
-        bright = (img > 0.6 * core) & (dist_lv > 3.0) & (dist_lv <= RV_MAX_GAP_MM + 40.0)
-        op = max(1, int(round(1.5 / float(np.min(spacing)))))
+        bright = ((img_ed > RV_BRIGHT * blood) & (img_ed < 1.6 * blood) & (dist_lv > 2.0)
+                  & (dist_lv <= RV_MAX_GAP_MM + 50.0))
         bright = ndimage.binary_opening(bright, structure=_disk(op))
         lab, n = ndimage.label(bright)
         if n == 0:
             continue
         idx = np.arange(1, n + 1)
-        area = ndimage.sum_labels(np.ones_like(img), lab, idx) * spacing[0] * spacing[1]
-        mot = ndimage.mean(img_std[:, :, k], lab, idx)
+        area = ndimage.sum_labels(np.ones_like(img_ed), lab, idx) * px_mm2
+        emptied = ndimage.sum_labels(img_es < RV_BRIGHT * blood, lab, idx) * px_mm2
         gap = ndimage.minimum(dist_lv, lab, idx)
-        score = area * mot * (gap <= RV_MAX_GAP_MM) * (area >= 40.0)
+        score = (emptied + RV_AREA_W * area) * np.exp(-gap / RV_GAP_SCALE_MM)
+        score *= (gap <= RV_MAX_GAP_MM) & (area >= 40.0)
         j = int(np.argmax(score))
         if score[j] <= 0:
             continue

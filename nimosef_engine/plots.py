@@ -110,3 +110,45 @@ def plot_dice_boxplot(summary_df: pd.DataFrame, path: str | Path,
     ax.set_title(title or f"Dice per class ({n} subject{'' if n == 1 else 's'})")
     fig.tight_layout()
     return _save_png(fig, path)
+
+
+def plot_report(cine, seg: np.ndarray, subject, volumes: pd.DataFrame, indices: Mapping,
+                path: str | Path) -> Path:
+    """Segment & Track report: ED and ES mid-slices with contours, and the volume curves.
+
+    ``cine``: the input (``frames`` (T, X, Y, Z)); ``seg`` (T, x, y, z) labels on the
+    subject's crop grid (``subject.crop_offset``); ``volumes``: the volumes table;
+    ``indices``: :func:`nimosef_engine.metrics.cardiac_indices` of it.
+    """
+    ed, es = int(indices["ed_index"]), int(indices["es_index"])
+    lv_slices = np.flatnonzero((seg[ed] == 1).any(axis=(0, 1)))
+    k = int(np.median(lv_slices)) if len(lv_slices) else seg.shape[3] // 2
+    ox, oy, oz = subject.crop_offset
+    sx, sy = seg.shape[1], seg.shape[2]
+    fig = Figure(figsize=(11.0, 4.0))
+    for i, (f, name) in enumerate(((ed, "ED"), (es, "ES"))):
+        ax = fig.add_subplot(1, 3, i + 1)
+        img = cine.frames[f, ox:ox + sx, oy:oy + sy, oz + k]
+        ax.imshow(img.T, cmap="gray", origin="lower")
+        for c, cname in ((1, "LV"), (2, "MYO"), (3, "RV")):
+            mask = (seg[f, :, :, k] == c).T.astype(float)
+            if mask.any():
+                ax.contour(mask, levels=[0.5], colors=[COLOURS[cname]], linewidths=1.2)
+        ax.set_title(f"{name} (frame {f}), slice {oz + k}")
+        ax.set_axis_off()
+    ax = fig.add_subplot(1, 3, 3)
+    t = volumes["time"].to_numpy(dtype=np.float64)
+    order = np.argsort(t, kind="stable")
+    for c in CLASSES:
+        ax.plot(t[order], volumes[f"{c}_mL"].to_numpy()[order], "-o", ms=3,
+                color=COLOURS[c], label=c)
+    ax.set_xlabel("cycle time (fraction)")
+    ax.set_ylabel("volume (mL)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ef = indices.get("LV_EF_pct", float("nan"))
+    ax.set_title(f"LV EF {ef:.1f} %, EDV {indices.get('LV_EDV_mL', float('nan')):.0f} mL")
+    fig.suptitle("NIMOSEF Segment & Track (research software, not a medical device)",
+                 fontsize=9)
+    fig.tight_layout()
+    return _save_png(fig, path)

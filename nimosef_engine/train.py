@@ -167,7 +167,8 @@ def train(cfg: TrainConfig, resume: bool = False, reporter: ProgressReporter | N
     ddp_model = model
     if world > 1:
         ddp_model = nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
+            model, device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=True)  # motion heads idle before the warm-up starts
     use_amp = cfg.amp and device.type == "cuda"
     writer = _tensorboard(out / "tensorboard") if rank == 0 else None
     n = len(subjects)
@@ -235,6 +236,7 @@ def _save(path: Path, model: AutoDecoder, opt, cfg: TrainConfig, epoch: int,
         "train_config": cfg.to_dict(),
         "optimizer_state": opt.state_dict(),
         "epoch": epoch,
+        "world_size": _dist_info()[1],
         "history": history,
     })
 

@@ -97,22 +97,29 @@ def roi_box(foreground: np.ndarray, affine_ras: np.ndarray,
             roi_mm: float) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
     """In-plane box of ``roi_mm`` mm centred on the foreground centroid, all slices.
 
-    ``foreground`` (X, Y, Z) bool. The box keeps its size and is shifted to lie inside the
-    image (or takes the whole axis when the image is smaller). Returns (offset, shape).
+    ``foreground`` (X, Y, Z) bool. See :func:`roi_box_at`. Returns (offset, shape).
     """
-    shape = foreground.shape
-    centre = np.argwhere(foreground).mean(0)
+    return roi_box_at(np.argwhere(foreground).mean(0), foreground.shape, affine_ras, roi_mm)
+
+
+def roi_box_at(centre_ijk, shape, affine_ras: np.ndarray,
+               roi_mm: float) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    """In-plane box of ``roi_mm`` mm centred on voxel ``centre_ijk``, all slices.
+
+    The box keeps its size and is shifted to lie inside the image (or takes the whole axis
+    when the image is smaller). Returns (offset, shape).
+    """
     spacing = spacing_of(affine_ras)
-    offset, size = [0, 0, 0], [0, 0, shape[2]]
+    offset, size = [0, 0, 0], [0, 0, int(shape[2])]
     for ax in (0, 1):
-        n = min(shape[ax], max(1, int(round(roi_mm / spacing[ax]))))
-        start = int(round(centre[ax] - n / 2))
-        offset[ax] = min(max(start, 0), shape[ax] - n)
+        n = min(int(shape[ax]), max(1, int(round(roi_mm / spacing[ax]))))
+        start = int(round(float(centre_ijk[ax]) - n / 2))
+        offset[ax] = min(max(start, 0), int(shape[ax]) - n)
         size[ax] = n
     return tuple(offset), tuple(size)
 
 
-def _crop(a: np.ndarray, offset, shape) -> np.ndarray:
+def crop_last3(a: np.ndarray, offset, shape) -> np.ndarray:
     """Crop the last three axes of ``a``."""
     sl = tuple(slice(o, o + s) for o, s in zip(offset, shape, strict=True))
     return a[(Ellipsis, *sl)]
@@ -142,8 +149,10 @@ def build_subject(raw: RawSubject, roi_mm: float = 160.0,
         if not foreground.any():
             raise NimosefInputError(label_path, "segmentation is empty in every frame")
         offset, shape = roi_box(foreground, raw.affine_ras, roi_mm)
-    intensity = normalise_intensity(_crop(raw.intensity, offset, shape), raw.intensity_range)
-    labels = None if raw.labels is None else np.ascontiguousarray(_crop(raw.labels, offset, shape))
+    intensity = normalise_intensity(crop_last3(raw.intensity, offset, shape),
+                                    raw.intensity_range)
+    labels = None if raw.labels is None else np.ascontiguousarray(
+        crop_last3(raw.labels, offset, shape))
     return SubjectData(
         subject_id=raw.subject_id,
         intensity=np.ascontiguousarray(intensity),

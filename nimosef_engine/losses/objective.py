@@ -60,7 +60,7 @@ class SubjectTensors:
 
 def subject_tensors(sd: SubjectData, device: torch.device | str = "cpu",
                     coords_norm: np.ndarray | None = None,
-                    max_boundary: int = 3000, seed: int = 0) -> SubjectTensors:
+                    max_boundary: int = 2000, seed: int = 0) -> SubjectTensors:
     """Prepare a :class:`SubjectData` for sampling. ``coords_norm`` overrides its coordinates."""
     coords = torch.from_numpy(coords_norm if coords_norm is not None else sd.coords_norm())
     inten = torch.from_numpy(sd.intensity.reshape(sd.n_frames, -1).astype(np.float32))

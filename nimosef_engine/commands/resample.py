@@ -1,0 +1,32 @@
+"""``nimosef resample``: new super-resolved volumes of a fitted subject, no fitting."""
+
+from __future__ import annotations
+
+import argparse
+
+from nimosef_engine.progress import cancel_on_signals, make_reporter
+from nimosef_engine.resample import resample_subject
+
+
+def register(sub) -> None:
+    p = sub.add_parser("resample", help="re-sample a fitted subject.nimosef at a new z factor")
+    p.add_argument("subject", help="subject.nimosef written by segment-track")
+    p.add_argument("--res-factor-z", type=int, required=True)
+    p.add_argument("--out", required=True, help="folder for seg_zF.nii.gz and rec_zF.nii.gz")
+    p.add_argument("--prior", help="prior checkpoint (default: the one used for fitting)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--no-clean", action="store_true")
+    p.add_argument("--progress", choices=["tqdm", "json", "none"], default="tqdm")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    reporter = make_reporter(args.progress)
+    with cancel_on_signals(reporter):
+        paths = resample_subject(args.subject, args.out, args.res_factor_z, args.prior,
+                                 args.device, not args.no_clean, reporter)
+    reporter.close()
+    if args.progress != "json":
+        for p in paths.values():
+            print(p)
+    return 0

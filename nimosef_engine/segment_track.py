@@ -1,0 +1,340 @@
+"""Segment & Track a new cine with no labels: the job the Slicer module runs.
+
+Stages: load the cine -> find the heart and its axes (:mod:`localise`) -> crop and normalise
+-> fit the subject's code (and a pose) with the prior frozen -> sample segmentation,
+intensity and motion -> clean up labels -> meshes, motion table, volumes, summary, report.
+Everything is written into a temporary folder beside ``out_dir`` and renamed at the end, so a
+cancel or an error leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from nimosef_engine import LABEL_NAMES, __version__
+from nimosef_engine.atomic import atomic_path, atomic_write_bytes, atomic_write_text
+from nimosef_engine.data.preprocess import crop_last3, normalise_intensity, roi_box_at
+from nimosef_engine.data.subject import SubjectData
+from nimosef_engine.device import resolve_device
+from nimosef_engine.errors import NimosefInputError
+from nimosef_engine.fit import FitConfig, fit_subject
+from nimosef_engine.generate import boundary_table, displacement_table, pose_fn
+from nimosef_engine.geometry import HeartFrame, crop_affine, ras_to_voxel, resample_grid_z
+from nimosef_engine.io.cine import Cine, load_cine
+from nimosef_engine.io.nifti import save_nifti
+from nimosef_engine.localise import localise_heart
+from nimosef_engine.losses.objective import subject_tensors
+from nimosef_engine.metrics import cardiac_indices, volumes_ml
+from nimosef_engine.model.checkpoint import load_checkpoint, model_from_checkpoint, prior_id
+from nimosef_engine.postprocess import clean_labels_4d
+from nimosef_engine.progress import ProgressReporter
+from nimosef_engine.sample import grid_coords_norm, predict_points
+
+log = logging.getLogger(__name__)
+
+BUNDLED_PRIOR = Path(__file__).resolve().parent / "priors" / "acdc_prior.pt"
+QUALITY = {  # fitting presets: steps multiplier, restarts, pose refinement, points per step
+    "fast": {"steps_scale": 0.5, "restarts": 1, "pose": False, "n_points": 3000},
+    "standard": {"steps_scale": 1.0, "restarts": 1, "pose": True, "n_points": 4000},
+    "thorough": {"steps_scale": 2.0, "restarts": 3, "pose": True, "n_points": 6000},
+}
+STAGES = ("load", "localise", "fit", "sample", "meshes", "write")
+
+
+@dataclass
+class SegmentTrackOptions:
+    prior: str | None = None
+    res_factor_z: int = 2
+    device: str = "auto"
+    seed: int = 0
+    quality: str = "standard"
+    fit_steps: int | None = None
+    roi_mm: float = 160.0
+    clean: bool = True
+    meshes: bool = True
+    overwrite: bool = False
+    frame_times: list[float] | None = None
+    frame_numbers: list[int] | None = None
+    n_frames: int | None = None
+    series: str | None = None
+    lv_center: list[float] | None = None
+    rv_point: list[float] | None = None
+    ed_frame: int | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@contextlib.contextmanager
+def output_lock(out_dir: Path):
+    """Refuse a second concurrent run into the same folder (``DIR.lock`` created exclusively)."""
+    lock = out_dir.with_name(out_dir.name + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        raise NimosefInputError(out_dir, f"another segment-track run is writing here "
+                                         f"(lock file {lock}); wait for it or remove the "
+                                         f"lock if that run died") from None
+    try:
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            lock.unlink()
+
+
+def load_prior(prior: str | Path | None, device) -> tuple[dict, torch.nn.Module, str]:
+    path = Path(prior) if prior else BUNDLED_PRIOR
+    if not prior and not path.is_file():
+        raise NimosefInputError(path, "the bundled prior is missing from this installation")
+    ckpt = load_checkpoint(path)
+    return ckpt, model_from_checkpoint(ckpt, device), prior_id(ckpt)
+
+
+def cycle_times_from_ed(cine: Cine, ed_index: int) -> np.ndarray:
+    """Model time of each frame: the cine's cycle fraction relative to end-diastole, in [0,1)."""
+    return np.mod(np.asarray(cine.frame_times, np.float64) - cine.frame_times[ed_index], 1.0) \
+        .astype(np.float32)
+
+
+def subject_from_cine(cine: Cine, heart: HeartFrame, roi_center_ras, ed_index: int,
+                      roi_mm: float, source: str) -> SubjectData:
+    """Crop ``roi_mm`` around ``roi_center_ras`` and normalise as in preprocessing."""
+    from nimosef_engine.data.preprocess import intensity_percentiles
+
+    lo_hi = intensity_percentiles(cine.frames, source)
+    centre = ras_to_voxel(cine.affine_ras, np.asarray(roi_center_ras)[None])[0]
+    offset, shape = roi_box_at(centre, cine.shape, cine.affine_ras, roi_mm)
+    return SubjectData(
+        subject_id="subject",
+        intensity=np.ascontiguousarray(normalise_intensity(
+            crop_last3(cine.frames, offset, shape), lo_hi)),
+        frame_times=cycle_times_from_ed(cine, ed_index),
+        crop_affine_ras=crop_affine(cine.affine_ras, offset),
+        heart=heart, frame_indices=np.asarray(cine.frame_indices, np.int32),
+        n_frames_cycle=int(cine.n_frames_cycle), source_shape=tuple(cine.shape),
+        crop_offset=tuple(int(o) for o in offset),
+        source_affine_ras=np.asarray(cine.affine_ras), intensity_range=lo_hi)
+
+
+@torch.no_grad()
+def sample_fields(net, code, sd: SubjectData, factor: int, device, pose_matrix,
+                  reporter: ProgressReporter | None = None, stage: str = "sample",
+                  probs: bool = False):
+    """Labels, intensities (input units) and optionally class probabilities on the crop grid
+    at z factor ``factor``: arrays (T, x, y, z*F) (probs (T, C, x, y, z*F)), and its affine."""
+    aff, shape = resample_grid_z(sd.crop_affine_ras, sd.grid_shape, factor)
+    coords = torch.from_numpy(grid_coords_norm(shape, aff, sd.heart)).to(device)
+    fn = pose_fn(pose_matrix)
+    if fn is not None:
+        coords = fn(coords)
+    n_t = sd.n_frames
+    labels = np.empty((n_t, *shape), np.uint8)
+    inten = np.empty((n_t, *shape), np.float32)
+    prob = np.empty((n_t, 4, *shape), np.float32) if probs else None
+    lo, hi = sd.intensity_range
+    for f, t in enumerate(sd.frame_times):
+        if reporter is not None:
+            reporter.update(stage, f / n_t, f"frame {f + 1}/{n_t}")
+        out = predict_points(net, code, coords, float(t), probs=probs)
+        labels[f] = out["labels"].cpu().numpy().reshape(shape)
+        inten[f] = out["intensity"].cpu().numpy().reshape(shape) * (hi - lo) + lo
+        if probs:
+            prob[f] = np.moveaxis(out["probs"].cpu().numpy().reshape(*shape, -1), -1, 0)
+    return labels, inten, prob, aff
+
+
+def embed(crop: np.ndarray, sd: SubjectData, factor: int, fill=0) -> np.ndarray:
+    """(T, x, y, z*F) crop arrays -> (X, Y, Z*F, T) full input grid (NIfTI axis order)."""
+    full = np.full((crop.shape[0], sd.source_shape[0], sd.source_shape[1],
+                    sd.source_shape[2] * factor), fill, crop.dtype)
+    ox, oy, oz = sd.crop_offset
+    full[:, ox:ox + crop.shape[1], oy:oy + crop.shape[2],
+         oz * factor:oz * factor + crop.shape[3]] = crop
+    return np.moveaxis(full, 0, -1)
+
+
+def segment_track(inputs, out_dir, reporter: ProgressReporter | None = None,
+                  **options) -> dict:
+    """Run Segment & Track on a cine (see module docstring); returns the summary dict."""
+    opts = SegmentTrackOptions(**options)
+    reporter = reporter or ProgressReporter()
+    out_dir = Path(out_dir)
+    inputs = [Path(p) for p in ([inputs] if isinstance(inputs, str | Path) else inputs)]
+    if opts.quality not in QUALITY:
+        raise NimosefInputError("--quality", f"unknown quality {opts.quality!r} "
+                                             f"({', '.join(QUALITY)})")
+    if not 1 <= int(opts.res_factor_z) <= 8:
+        raise NimosefInputError("--res-factor-z", "must be between 1 and 8")
+    if out_dir.exists() and not opts.overwrite:
+        raise NimosefInputError(out_dir, "output folder exists: use --overwrite to replace it")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise NimosefInputError(out_dir, "exists and is not a folder")
+    _check_writable(out_dir)
+    with output_lock(out_dir), atomic_path(out_dir) as tmp:
+        tmp.mkdir()
+        summary = _run(inputs, tmp, opts, reporter)
+    reporter.close()
+    return summary
+
+
+def _check_writable(out_dir: Path) -> None:
+    parent = out_dir.parent if str(out_dir.parent) else Path(".")
+    parent = parent.resolve()
+    while not parent.exists():
+        parent = parent.parent
+    if not os.access(parent, os.W_OK):
+        raise NimosefInputError(out_dir, f"cannot write into {parent} (permission denied)")
+
+
+def _run(inputs: list[Path], out: Path, opts: SegmentTrackOptions,
+         reporter: ProgressReporter) -> dict:
+    t0 = time.perf_counter()
+    timings: dict[str, float] = {}
+    source = ", ".join(str(p) for p in inputs)
+    torch.manual_seed(opts.seed)
+    device = resolve_device(opts.device)
+
+    reporter.update("load", 0.0, "reading the cine")
+    cine = load_cine(inputs, frame_times=opts.frame_times, frame_numbers=opts.frame_numbers,
+                     n_frames=opts.n_frames, series=opts.series)
+    ckpt, net, pid = load_prior(opts.prior, device)
+    timings["load"] = time.perf_counter() - t0
+
+    t = time.perf_counter()
+    reporter.update("localise", 0.0, "finding the heart")
+    pose = localise_heart(cine.frames, cine.affine_ras, lv_center_ras=opts.lv_center,
+                          rv_point_ras=opts.rv_point,
+                          scale_mm=float(ckpt.get("norm_scale_mm", 100.0)), source=source)
+    if pose.confidence < 0.05 and opts.lv_center is None:
+        raise NimosefInputError(source, "no heart found in the image (localisation confidence "
+                                        f"{pose.confidence:.2f}); give --lv-center x y z")
+    ed_index = pose.ed_index if opts.ed_frame is None else int(opts.ed_frame)
+    if not 0 <= ed_index < cine.n_frames:
+        raise NimosefInputError("--ed-frame", f"must be in 0..{cine.n_frames - 1}")
+    sd = subject_from_cine(cine, pose.frame, pose.roi_center_ras, ed_index, opts.roi_mm,
+                           source)
+    timings["localise"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    preset = QUALITY[opts.quality]
+    base_steps = int((ckpt.get("fit_defaults") or {}).get("steps", FitConfig.steps))
+    steps = opts.fit_steps or max(1, int(round(base_steps * preset["steps_scale"])))
+    fit_cfg = FitConfig(steps=steps, n_points=preset["n_points"], pose=preset["pose"],
+                        restarts=preset["restarts"], seed=opts.seed)
+    st = subject_tensors(sd, device)
+    res = fit_subject(net, st, fit_cfg, ckpt["code_mean"].to(device), reporter=reporter)
+    code, pose_m = res.code, res.pose_matrix.cpu()
+    timings["fit"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    f = int(opts.res_factor_z)
+    seg1, _, _, aff1 = sample_fields(net, code, sd, 1, device, pose_m, reporter, "sample")
+    seg_f, rec_f, probs_f, aff_f = sample_fields(net, code, sd, f, device, pose_m, reporter,
+                                                 "sample", probs=opts.meshes)
+    if opts.clean:
+        seg1, seg_f = clean_labels_4d(seg1), clean_labels_4d(seg_f)
+    timings["sample"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    if opts.meshes:
+        from nimosef_engine.meshes import write_frame_meshes
+
+        for i in range(sd.n_frames):
+            reporter.update("meshes", i / sd.n_frames, f"frame {i + 1}/{sd.n_frames}")
+            write_frame_meshes(probs_f[i], aff_f, out / "meshes", i)
+    timings["meshes"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    reporter.update("write", 0.0, "writing volumes and tables")
+    full_aff_f, _ = resample_grid_z(cine.affine_ras, cine.shape, f)
+    tms = cine.trigger_times_ms
+    dt_ms = float(np.median(np.diff(tms))) if tms is not None and len(tms) > 1 else None
+    save_nifti(out / "seg.nii.gz", embed(seg1, sd, 1), cine.affine_ras, dt_ms)
+    save_nifti(out / f"seg_z{f}.nii.gz", embed(seg_f, sd, f), full_aff_f, dt_ms)
+    lo = sd.intensity_range[0]
+    save_nifti(out / f"rec_z{f}.nii.gz", embed(rec_f, sd, f, fill=lo).astype(np.float32),
+               full_aff_f, dt_ms)
+
+    vols = [volumes_ml(seg1[i], aff1) for i in range(sd.n_frames)]
+    cycle_ms = float(tms[-1] + dt_ms - tms[0]) if dt_ms else None
+    volumes = pd.DataFrame({
+        "frame": np.arange(sd.n_frames),
+        "time": np.asarray(cine.frame_times, np.float64),
+        "time_ms": tms if tms is not None else np.full(sd.n_frames, np.nan),
+        "LV_mL": [v["LV"] for v in vols], "MYO_mL": [v["MYO"] for v in vols],
+        "RV_mL": [v["RV"] for v in vols]})
+    with atomic_path(out / "volumes.csv") as p:
+        volumes.to_csv(p, index=False)
+    if volumes["LV_mL"].max() <= 0:
+        raise NimosefInputError(source, "no left ventricle was segmented: the image may not "
+                                        "show a short-axis view of the heart")
+    idx = cardiac_indices(volumes["LV_mL"], volumes["RV_mL"], volumes["MYO_mL"],
+                          frame_times=volumes["time"].to_numpy(), cycle_ms=cycle_ms)
+
+    # motion of the ED boundary, in RAS mm
+    bt = boundary_table(seg1[[ed_index]], aff1, [0.0])
+    disp = displacement_table(net, code, sd.heart, bt[["x", "y", "z"]].to_numpy(),
+                              bt["label"].to_numpy(), sd.frame_times, None, device, pose_m)
+    disp["time"] = np.asarray(cine.frame_times)[disp["frame"].to_numpy()]
+    motion = disp[["frame", "time", "label", "x", "y", "z", "ux", "uy", "uz", "x0", "y0", "z0"]]
+    with atomic_path(out / "motion.parquet") as p:
+        motion.to_parquet(p, index=False)
+
+    subject = {
+        "format": "nimosef-subject/1", "code": code.cpu(), "pose_matrix": pose_m,
+        "heart_frame": sd.heart.to_dict(), "prior_id": pid,
+        "prior_path": str(Path(opts.prior).resolve()) if opts.prior else None,
+        "input_affine_ras": np.asarray(cine.affine_ras).tolist(),
+        "input_shape": list(cine.shape), "crop_offset": list(sd.crop_offset),
+        "crop_shape": list(sd.grid_shape), "intensity_range": list(sd.intensity_range),
+        "model_times": [float(x) for x in sd.frame_times],
+        "frame_times": [float(x) for x in cine.frame_times],
+        "time_ms": None if tms is None else [float(x) for x in tms],
+        "engine_version": __version__, "source": source,
+    }
+    buf = io.BytesIO()
+    torch.save(subject, buf)
+    atomic_write_bytes(out / "subject.nimosef", buf.getvalue())
+
+    from nimosef_engine.plots import plot_report
+
+    plot_report(cine, seg1, sd, volumes, idx, out / "report.png")
+    timings["write"] = time.perf_counter() - t
+    summary = {
+        "ed_frame": int(idx["ed_index"]), "es_frame": int(idx["es_index"]),
+        "localised_ed_frame": int(ed_index),
+        **{k: _num(v) for k, v in idx.items() if k not in ("ed_index", "es_index")},
+        "n_frames": int(sd.n_frames), "res_factor_z": f,
+        "runtime_s": round(time.perf_counter() - t0, 2), "stage_seconds":
+            {k: round(v, 2) for k, v in timings.items()},
+        "device": str(device), "prior_id": pid, "input": source, "engine_version": __version__,
+        "localisation": {"confidence": round(float(pose.confidence), 3), "notes": pose.notes},
+        "fit": {"steps": steps, "final_loss": round(res.final_loss, 5), "quality": opts.quality},
+        "labels": {str(k): v for k, v in LABEL_NAMES.items()},
+        "disclaimer": "Research software, not a medical device.",
+    }
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=1))
+    atomic_write_text(out / "config.json", json.dumps(
+        {"inputs": [str(p) for p in inputs], **opts.to_dict(), "fit": fit_cfg.to_dict()},
+        indent=1))
+    reporter.update("write", 1.0, "done")
+    return summary
+
+
+def _num(v):
+    v = float(v)
+    return None if not np.isfinite(v) else round(v, 4)
