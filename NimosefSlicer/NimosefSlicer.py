@@ -4,14 +4,12 @@ The widget is thin: every scene change is done by ``NimosefSlicerLib`` (Qt-free,
 pytest against a real MRML scene), and the engine runs in a background PythonSlicer process.
 """
 
-from __future__ import annotations
-
 import importlib
 import logging
 import os
 import tempfile
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Union
 
 import qt
 import slicer
@@ -61,7 +59,8 @@ class NimosefSlicer(ScriptedLoadableModule):
 class NimosefSlicerParameterNode:
     """GUI state: the input cine (sequence or a volume it plays) and the run options."""
 
-    inputNode: slicer.vtkMRMLSequenceNode | slicer.vtkMRMLScalarVolumeNode
+    # no "from __future__ import annotations" here: the wrapper reads these at class creation
+    inputNode: Union[slicer.vtkMRMLSequenceNode, slicer.vtkMRMLScalarVolumeNode]  # noqa: UP007
     resFactorZ: Annotated[float, WithinRange(1, 4)] = 2
     device: Annotated[str, Choice(["auto", "cuda", "cpu"])] = "auto"
     quality: Annotated[str, Choice(["fast", "standard", "thorough"])] = "standard"

@@ -25,6 +25,7 @@ COMMANDS = [
     "segment_track",
     "resample",
     "evaluate",
+    "calibrate_fit",
 ]
 
 

@@ -14,7 +14,7 @@ from nimosef_engine.sample import predict_points
 CLASS_NAMES = {1: "LV", 2: "MYO", 3: "RV"}
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def predict_subject_labels(net, sd: SubjectData, code: torch.Tensor, pose_matrix=None,
                            device="cpu") -> np.ndarray:
     """Predicted labels ``(T, X, Y, Z)`` on the subject's crop grid at its frame times."""

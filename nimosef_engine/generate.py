@@ -47,7 +47,7 @@ def boundary_table(labels_4d: np.ndarray, affine_ras: np.ndarray, frame_times,
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=cols)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def displacement_table(net, code: torch.Tensor, heart: HeartFrame, points_ras: np.ndarray,
                        labels: np.ndarray, frame_times, frame_indices=None, device="cpu",
                        pose_matrix: torch.Tensor | None = None) -> pd.DataFrame:

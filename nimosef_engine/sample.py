@@ -7,10 +7,10 @@ import torch
 
 from nimosef_engine.geometry import HeartFrame, apply_affine, grid_ijk
 
-DEFAULT_CHUNK = 32768
+DEFAULT_CHUNK = 16384
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def predict_points(net, code: torch.Tensor, coords_norm: torch.Tensor, t_cycle: float,
                    chunk: int = DEFAULT_CHUNK, with_motion: bool = False,
                    probs: bool = False) -> dict[str, torch.Tensor]:
@@ -52,7 +52,7 @@ def grid_coords_norm(shape: tuple[int, int, int], affine_ras: np.ndarray,
     return heart.ras_to_norm(apply_affine(affine_ras, grid_ijk(shape))).astype(np.float32)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def predict_grid(net, code: torch.Tensor, shape: tuple[int, int, int], affine_ras: np.ndarray,
                  heart: HeartFrame, frame_times, device="cpu", chunk: int = DEFAULT_CHUNK,
                  coords_fn=None, reporter=None) -> tuple[np.ndarray, np.ndarray]:

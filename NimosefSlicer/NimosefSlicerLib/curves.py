@@ -12,6 +12,9 @@ import slicer
 
 CURVE_COLUMNS = ("frame", "time", "time_ms", "LV_mL", "MYO_mL", "RV_mL")
 PLOTTED = ("LV_mL", "MYO_mL", "RV_mL")
+DECIMALS = {"frame": 0, "time": 4, "time_ms": 1, "LV_mL": 2, "MYO_mL": 2, "RV_mL": 2}
+"""Table precision: Slicer's table storage keeps 6 significant digits, so values are rounded
+to what survives saving (0.01 mL, 0.1 ms) and the scene shows what a saved scene holds."""
 
 
 def read_volume_curves(path: str | Path) -> dict[str, np.ndarray]:
@@ -39,7 +42,8 @@ def read_volume_curves(path: str | Path) -> dict[str, np.ndarray]:
 
 
 def fill_volume_table(table_node, curves: dict[str, np.ndarray]) -> None:
-    """Replace the table's columns with ``curves`` (frame as int, the others as double)."""
+    """Replace the table's columns with ``curves`` (frame as int, the others as double,
+    rounded to :data:`DECIMALS`)."""
     import vtk
 
     table = vtk.vtkTable()
@@ -47,8 +51,8 @@ def fill_volume_table(table_node, curves: dict[str, np.ndarray]) -> None:
         values = np.asarray(curves[name])
         column = vtk.vtkIntArray() if name == "frame" else vtk.vtkDoubleArray()
         column.SetName(name)
-        for v in values:
-            column.InsertNextValue(int(round(v)) if name == "frame" else float(v))
+        for v in np.round(values.astype(np.float64), DECIMALS[name]):
+            column.InsertNextValue(int(v) if name == "frame" else float(v))
         table.AddColumn(column)
     table_node.SetAndObserveTable(table)
     for name in CURVE_COLUMNS:

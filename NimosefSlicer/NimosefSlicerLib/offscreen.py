@@ -148,3 +148,70 @@ def save_png(rgb: np.ndarray, path: str | Path) -> Path:
         writer.SetInputData(image)
         writer.Write()
     return path
+
+
+def labels_under_pixels(view: OffscreenSliceView, labels_xyz: np.ndarray,
+                        affine_ras: np.ndarray) -> np.ndarray:
+    """The label of the voxel under each pixel of a rendered slice view, ``(H, W)`` with row 0
+    at the top (as :meth:`_OffscreenView.render` returns images); 0 outside the volume."""
+    w, h = view.window.GetSize()
+    xs, ys = np.meshgrid(np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64))
+    xy = np.stack([xs.ravel(), ys.ravel(), np.zeros(xs.size), np.ones(xs.size)], 0)
+    ras = view.xy_to_ras() @ xy
+    ijk = np.linalg.solve(affine_ras, ras)[:3].T
+    idx = np.rint(ijk).astype(np.int64)
+    inside = np.all((idx >= 0) & (idx < np.array(labels_xyz.shape)), axis=1)
+    out = np.zeros(xs.size, dtype=labels_xyz.dtype)
+    out[inside] = labels_xyz[idx[inside, 0], idx[inside, 1], idx[inside, 2]]
+    return out.reshape(h, w)[::-1]
+
+
+def result_snapshot(ctx, cine, segmentation_sequence, path: str | Path, frame: int,
+                    size: tuple[int, int] = (420, 420)) -> Path:
+    """One picture of a result at ``frame``: the cine's slice with the most labelled voxels,
+    with the segmentation overlay (left), and the 3D view with surfaces and arrows (right)."""
+    from .cine import ijk_to_ras, volume_array_xyz
+
+    cine.browser.SetSelectedItemNumber(int(frame))
+    seg_proxy = cine.browser.GetProxyNode(segmentation_sequence)
+    image = volume_array_xyz(cine.proxy)
+    affine = ijk_to_ras(cine.proxy)
+    labels = _labels_of(seg_proxy, image.shape, affine)
+    k = int(np.argmax((labels > 0).sum(axis=(0, 1)))) if labels.any() else image.shape[2] // 2
+    centre = affine @ np.array([image.shape[0] / 2, image.shape[1] / 2, k, 1.0])
+    slice_view = OffscreenSliceView(ctx, "Red", size)
+    three_d = OffscreenThreeDView(ctx, "1", size)
+    try:
+        slice_view.show(cine.proxy, "Axial", centre[:3])
+        left = slice_view.render()
+        three_d.fit()
+        three_d.renderer.GetActiveCamera().Zoom(1.5)
+        right = three_d.render()
+    finally:
+        slice_view.close()
+        three_d.close()
+    return save_png(np.concatenate([left, right], axis=1), path)
+
+
+def _labels_of(segmentation_node, shape, affine) -> np.ndarray:
+    """NIMOSEF label array ``(X, Y, Z)`` of a segmentation on the grid ``(shape, affine)``."""
+    from .segments import segment_specs
+
+    labels = np.zeros(shape, np.uint8)
+    for spec in segment_specs():
+        image = slicer.vtkOrientedImageData()
+        segmentation_node.GetBinaryLabelmapRepresentation(spec.segment_id, image)
+        if image.GetPointData().GetScalars() is None:
+            continue
+        m = vtk.vtkMatrix4x4()
+        image.GetImageToWorldMatrix(m)
+        seg_affine = np.array([[m.GetElement(r, c) for c in range(4)] for r in range(4)])
+        extent = image.GetExtent()
+        dims = [extent[1] - extent[0] + 1, extent[3] - extent[2] + 1, extent[5] - extent[4] + 1]
+        mask = vtk_to_numpy(image.GetPointData().GetScalars()).reshape(dims[::-1]).T > 0
+        ijk = np.argwhere(mask) + np.array(extent[::2])
+        ras = seg_affine[:3, :3] @ ijk.T + seg_affine[:3, 3:4]
+        vox = np.rint(np.linalg.solve(affine[:3, :3], ras - affine[:3, 3:4])).astype(int).T
+        ok = np.all((vox >= 0) & (vox < np.array(shape)), axis=1)
+        labels[tuple(vox[ok].T)] = spec.label
+    return labels

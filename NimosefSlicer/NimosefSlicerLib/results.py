@@ -220,25 +220,40 @@ def import_curves(ctx, cine: CineNodes, out_dir: Path, summary: dict, name: str)
     return table, chart
 
 
+def _remove_with_dependents(scene, node) -> None:
+    """Remove a node with its display and storage nodes (the bare scene keeps them)."""
+    dependents = []
+    if hasattr(node, "GetNumberOfDisplayNodes"):
+        dependents += [node.GetNthDisplayNode(i) for i in range(node.GetNumberOfDisplayNodes())]
+    if hasattr(node, "GetNumberOfStorageNodes"):
+        dependents += [node.GetNthStorageNode(i) for i in range(node.GetNumberOfStorageNodes())]
+    for dependent in [node] + dependents:
+        if dependent is not None and scene.IsNodePresent(dependent):
+            scene.RemoveNode(dependent)
+
+
 def remove_results(ctx, cine: CineNodes) -> int:
-    """Remove every result node of earlier runs on this cine; returns how many were removed."""
+    """Remove every result node of earlier runs on this cine (sequences, their proxies, table,
+    chart and plot series); returns how many tagged nodes were removed."""
     scene = ctx.scene
     doomed = []
     for i in range(scene.GetNumberOfNodes()):
         node = scene.GetNthNode(i)
         if node.GetAttribute(ROLE) and node.GetAttribute(INPUT) == cine.sequence.GetID():
             doomed.append(node)
+    extra = []
     for node in doomed:
         if node.IsA("vtkMRMLSequenceNode"):
+            proxy = cine.browser.GetProxyNode(node)
+            if proxy is not None:
+                extra.append(proxy)
             cine.browser.RemoveSynchronizedSequenceNode(node.GetID())
-    for node in doomed:
-        if node.IsA("vtkMRMLPlotChartNode"):
-            for k in range(node.GetNumberOfPlotSeriesNodes()):
-                series = node.GetNthPlotSeriesNode(k)
-                if series is not None:
-                    scene.RemoveNode(series)
-        if scene.IsNodePresent(node):
-            scene.RemoveNode(node)
+        elif node.IsA("vtkMRMLPlotChartNode"):
+            extra += [node.GetNthPlotSeriesNode(k)
+                      for k in range(node.GetNumberOfPlotSeriesNodes())]
+    for node in doomed + extra:
+        if node is not None:
+            _remove_with_dependents(scene, node)
     return len(doomed)
 
 

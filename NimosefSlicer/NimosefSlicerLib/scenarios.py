@@ -195,8 +195,8 @@ def check_results(ctx, res: results.NimosefResults, frames: tuple[int, ...] | No
     csv_curves = curves.read_volume_curves(res.output_dir / "volumes.csv")
     _check(res.table.GetNumberOfRows() == cine.n_frames, "table rows != frames")
     for column in ("LV_mL", "MYO_mL", "RV_mL"):
-        _check(np.allclose(table[column], csv_curves[column], rtol=1e-5, atol=1e-6),
-               f"table column {column} != volumes.csv")
+        _check(np.allclose(table[column], csv_curves[column], rtol=0, atol=0.0051),
+               f"table column {column} != volumes.csv (to 0.01 mL)")
     _check(res.chart.GetNumberOfPlotSeriesNodes() == 3, "chart needs LV, MYO and RV series")
     s = res.summary
     _check(s["LV_EDV_mL"] >= s["LV_ESV_mL"] > 0, f"EDV {s['LV_EDV_mL']} ESV {s['LV_ESV_mL']}")
@@ -229,32 +229,56 @@ def check_resample(ctx, res: results.NimosefResults, factor: int, python: str | 
                f"frame {t}: grid is not resample_grid_z(cine, {factor})")
 
 
-def describe_scene(ctx, res: results.NimosefResults) -> dict:
-    """What must survive an .mrb round trip: names, segments, frames, table values, arrows."""
-    browser = res.cine.browser
-    out: dict = {"browser": browser.GetName(),
-                 "sync": sorted(browser.GetNthSynchronizedSequenceNode(i).GetName()
-                                for i in range(browser.GetNumberOfSynchronizedSequenceNodes())),
-                 "table": {k: np.round(v, 4).tolist()
-                           for k, v in curves.table_columns(res.table).items()},
-                 "summary": json.loads(res.table.GetAttribute(results.SUMMARY))}
-    seg_seq = res.sequences["segmentation"]
-    glyph_seq = res.sequences["glyphs"]
-    out["frames"] = []
-    for t in range(res.cine.n_frames):
-        seg_node = seg_seq.GetNthDataNode(t)
-        segmentation = seg_node.GetSegmentation()
-        segs = [(segmentation.GetNthSegment(i).GetName(),
-                 segmentation.GetNthSegment(i).GetTerminology(),
-                 tuple(round(c, 3) for c in segmentation.GetNthSegment(i).GetColor()))
-                for i in range(segmentation.GetNumberOfSegments())]
-        out["frames"].append({
-            "index": seg_seq.GetNthIndexValue(t),
-            "segments": segs,
-            "voxels": segments.segment_voxel_counts(seg_node),
-            "arrow_points": glyph_seq.GetNthDataNode(t).GetPolyData().GetNumberOfPoints(),
-            "cine_sum": float(volume_array_xyz(res.cine.sequence.GetNthDataNode(t)).sum()),
-        })
+def synchronized_sequences(browser, include_master: bool = False) -> list:
+    """The sequences a browser plays (the master first when ``include_master``)."""
+    import vtk
+
+    collection = vtk.vtkCollection()
+    browser.GetSynchronizedSequenceNodes(collection, include_master)
+    return [collection.GetItemAsObject(i) for i in range(collection.GetNumberOfItems())]
+
+
+def _frame_signature(node) -> dict:
+    """What identifies one frame's content: segments, voxels, points, geometry."""
+    if node.IsA("vtkMRMLSegmentationNode"):
+        segmentation = node.GetSegmentation()
+        return {"segments": [(segmentation.GetNthSegment(i).GetName(),
+                              segmentation.GetNthSegment(i).GetTerminology(),
+                              tuple(round(c, 3) for c in segmentation.GetNthSegment(i).GetColor()))
+                             for i in range(segmentation.GetNumberOfSegments())],
+                "voxels": segments.segment_voxel_counts(node)}
+    if node.IsA("vtkMRMLModelNode"):
+        poly = node.GetPolyData()
+        return {"points": poly.GetNumberOfPoints(),
+                "magnitude_max": round(float(glyphs.glyph_magnitudes(poly).max(initial=0)), 4)}
+    if node.IsA("vtkMRMLScalarVolumeNode"):
+        array = volume_array_xyz(node)
+        return {"shape": array.shape, "sum": round(float(array.sum()), 2),
+                "ijk_to_ras": np.round(ijk_to_ras(node), 4).tolist()}
+    return {"class": node.GetClassName()}
+
+
+def describe_scene(scene, browser) -> dict:
+    """What must survive an .mrb round trip: every sequence the browser plays (index values
+    and per-frame content), tables (all values, attributes), plot charts and their series."""
+    out: dict = {"browser": browser.GetName(), "sequences": {}, "tables": {}, "charts": {}}
+    for sequence in synchronized_sequences(browser, include_master=True):
+        out["sequences"][sequence.GetName()] = {
+            "index": (sequence.GetIndexName(), sequence.GetIndexUnit()),
+            "role": sequence.GetAttribute(results.ROLE),
+            "frames": [(sequence.GetNthIndexValue(t), _frame_signature(sequence.GetNthDataNode(t)))
+                       for t in range(sequence.GetNumberOfDataNodes())]}
+    for i in range(scene.GetNumberOfNodesByClass("vtkMRMLTableNode")):
+        table = scene.GetNthNodeByClass(i, "vtkMRMLTableNode")
+        out["tables"][table.GetName()] = (
+            {k: np.round(v, 4).tolist() for k, v in curves.table_columns(table).items()},
+            table.GetAttribute(results.SUMMARY))
+    for i in range(scene.GetNumberOfNodesByClass("vtkMRMLPlotChartNode")):
+        chart = scene.GetNthNodeByClass(i, "vtkMRMLPlotChartNode")
+        out["charts"][chart.GetName()] = sorted(
+            (chart.GetNthPlotSeriesNode(k).GetYColumnName(),
+             chart.GetNthPlotSeriesNode(k).GetTableNode().GetName())
+            for k in range(chart.GetNumberOfPlotSeriesNodes()))
     return out
 
 
@@ -281,24 +305,20 @@ def find_results(ctx, cine: CineNodes) -> results.NimosefResults:
         int(sequences["superres"].GetAttribute(results.RES_FACTOR) or 1))
 
 
-def check_mrb_roundtrip(ctx, res: results.NimosefResults, mrb_path: str | Path,
-                        new_context) -> tuple:
+def check_mrb_roundtrip(ctx, browser, mrb_path: str | Path, new_context) -> tuple:
     """Save the scene to ``.mrb``, read it into a fresh context, compare everything that
-    :func:`describe_scene` lists. Returns (new context, results found in it)."""
+    :func:`describe_scene` lists. Returns (new context, the browser read back)."""
     mrb_path = Path(mrb_path)
-    before = describe_scene(ctx, res)
+    before = describe_scene(ctx.scene, browser)
     ctx.scene.SetRootDirectory(str(mrb_path.parent))
     _check(ctx.scene.WriteToMRB(str(mrb_path)), f"cannot write {mrb_path}")
     ctx2 = new_context()
     _check(ctx2.scene.ReadFromMRB(str(mrb_path)), f"cannot read {mrb_path}")
-    browsers = ctx2.scene.GetNodesByClassByName("vtkMRMLSequenceBrowserNode",
-                                                res.cine.browser.GetName())
+    browsers = ctx2.scene.GetNodesByClassByName("vtkMRMLSequenceBrowserNode", browser.GetName())
     _check(browsers.GetNumberOfItems() == 1, "browser missing after reading the .mrb")
-    browser = browsers.GetItemAsObject(0)
-    sequence = browser.GetMasterSequenceNode()
-    cine2 = CineNodes(sequence, browser, browser.GetProxyNode(sequence))
-    res2 = find_results(ctx2, cine2)
-    after = describe_scene(ctx2, res2)
+    browser2 = browsers.GetItemAsObject(0)
+    after = describe_scene(ctx2.scene, browser2)
     for key in before:
         _check(before[key] == after[key], f".mrb round trip changed '{key}'")
-    return ctx2, res2
+    _check(len(before["sequences"]) >= 2, "nothing but the cine to compare")
+    return ctx2, browser2

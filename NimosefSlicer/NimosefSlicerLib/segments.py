@@ -109,6 +109,7 @@ def style_segmentation_display(segmentation_node, show_3d: bool = True) -> None:
     display.SetVisibility2DOutline(True)
     display.SetOpacity2DFill(0.5)
     display.SetVisibility3D(show_3d)
+    display.SetOpacity3D(0.5)  # half-transparent, so the arrows on the walls stay visible
     display.SetPreferredDisplayRepresentationName3D(
         slicer.vtkSegmentationConverter.GetClosedSurfaceRepresentationName())
 

@@ -97,16 +97,24 @@ def sample_points(st: SubjectTensors, n_points: int, generator: torch.Generator,
     return torch.cat([a, b])
 
 
+def _subsample(idx: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
+    if idx.numel() <= n:
+        return idx
+    return idx[torch.randperm(idx.numel(), generator=generator)[:n].to(idx.device)]
+
+
 def nimosef_loss(net, code: torch.Tensor, st: SubjectTensors, *, n_points: int,
                  weights: LossWeights, epoch: int, generator: torch.Generator,
                  use_labels: bool = True, frame: int | None = None,
                  pred_boundary: list[torch.Tensor | None] | None = None,
-                 coords_fn=None) -> tuple[torch.Tensor, dict[str, float]]:
+                 coords_fn=None, max_boundary_points: int = 1000
+                 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Loss of one subject at ED and one other frame.
 
     ``code (C,)``. ``frame``: the non-ED frame (random when None). ``pred_boundary``: boundary
     voxel indices per frame to use instead of the labels' (test-time motion fitting).
     ``coords_fn``: optional differentiable map applied to coordinates (pose refinement).
+    ``max_boundary_points``: ED boundary points moved per step (a random subset).
     Returns the total and a dict of the (unweighted) parts.
     """
     n_frames = st.intensity.shape[0]
@@ -144,7 +152,7 @@ def nimosef_loss(net, code: torch.Tensor, st: SubjectTensors, *, n_points: int,
     bnd = pred_boundary if pred_boundary is not None else st.boundary
     if need_motion and frame != ed and bnd[ed] is not None and bnd[frame] is not None \
             and bnd[ed].numel() > 5 and bnd[frame].numel() > 0:
-        b0 = st.coords[bnd[ed]]
+        b0 = st.coords[_subsample(bnd[ed], max_boundary_points, generator)]
         bt = st.coords[bnd[frame]]
         if coords_fn is not None:
             b0, bt = coords_fn(b0), coords_fn(bt)

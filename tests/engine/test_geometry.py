@@ -7,8 +7,17 @@ import numpy as np
 import pytest
 
 from nimosef_engine.data.acdc import remap_acdc_labels
-from nimosef_engine.geometry import HeartFrame, crop_affine, grid_ijk, heart_frame_from_labels, \
-    new_to_old_k, nifti_affine_ras, ras_to_voxel, resample_grid_z, voxel_to_ras
+from nimosef_engine.geometry import (
+    HeartFrame,
+    crop_affine,
+    grid_ijk,
+    heart_frame_from_labels,
+    new_to_old_k,
+    nifti_affine_ras,
+    ras_to_voxel,
+    resample_grid_z,
+    voxel_to_ras,
+)
 from nimosef_engine.io.nifti import load_nifti
 
 ACDC = Path(__file__).resolve().parents[1] / "data" / "acdc"

@@ -57,6 +57,25 @@ def ctx():
 
 
 @pytest.fixture(scope="session")
+def repo_root() -> Path:
+    """The repository root: the folder that holds the ``nimosef_engine`` package."""
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def test_prior() -> str | None:
+    """A prior checkpoint from ``$NIMOSEF_TEST_PRIOR``; None means the bundled prior."""
+    return os.environ.get(TEST_PRIOR_ENV) or None
+
+
+@pytest.fixture
+def resample_available() -> None:
+    reason = resample_missing_reason()
+    if reason:
+        pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
 def acdc_090() -> Path:
     """ACDC patient090: the 4D cine, ED (frame 4) and ES (frame 11) images and labels."""
     return ACDC_090

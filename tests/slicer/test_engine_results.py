@@ -4,12 +4,10 @@ path, cancel of a real run, and a .mrb round trip. The engine runs once per sess
 
 from __future__ import annotations
 
-import os
 import sys
 
 import numpy as np
 import pytest
-from conftest import REPO, TEST_PRIOR_ENV, resample_missing_reason
 from NimosefSlicerLib import curves, scenarios
 from NimosefSlicerLib.cine import CineNodes, load_cine_file, volume_array_xyz
 from NimosefSlicerLib.context import create_headless_context
@@ -63,29 +61,27 @@ def test_volume_curves_csv_export(imported, tmp_path):
         np.testing.assert_allclose(back[column], truth[column], rtol=0, atol=tol)
 
 
-def test_resample_from_the_slider_path(ctx, imported):
-    reason = resample_missing_reason()
-    if reason:
-        pytest.skip(reason)
-    scenarios.check_resample(ctx, imported, 3, sys.executable, str(REPO), timeout_s=300)
+def test_resample_from_the_slider_path(ctx, imported, resample_available, repo_root):
+    scenarios.check_resample(ctx, imported, 3, sys.executable, str(repo_root), timeout_s=300)
     scenarios.check_results(ctx, imported, frames=(0,))
 
 
-def test_cancel_real_run_kills_tree_and_leaves_scene(ctx, sample_cine, engine_run):
+def test_cancel_real_run_kills_tree_and_leaves_scene(ctx, sample_cine, engine_run, test_prior,
+                                                     repo_root):
     cine = load_cine_file(ctx, sample_cine)
-    options = SegmentTrackOptions(quality="fast", device="cpu",
-                                  prior=os.environ.get(TEST_PRIOR_ENV) or None)
-    job = SegmentTrackJob(ctx, cine, options, sys.executable, str(REPO))
+    options = SegmentTrackOptions(quality="fast", device="cpu", prior=test_prior)
+    job = SegmentTrackJob(ctx, cine, options, sys.executable, str(repo_root))
     tree = scenarios.check_cancel(ctx, job)
     assert job.process.pid in tree
     with pytest.raises(EngineError, match="cancelled"):
         job.finish()
 
 
-def test_engine_error_reaches_the_user_as_one_line(ctx, sample_cine, engine_run, tmp_path):
+def test_engine_error_reaches_the_user_as_one_line(ctx, sample_cine, engine_run, tmp_path,
+                                                   repo_root):
     cine = load_cine_file(ctx, sample_cine)
     options = SegmentTrackOptions(quality="fast", prior=str(tmp_path / "no_such_prior.pt"))
-    job = SegmentTrackJob(ctx, cine, options, sys.executable, str(REPO))
+    job = SegmentTrackJob(ctx, cine, options, sys.executable, str(repo_root))
     before = scenarios.scene_snapshot(ctx.scene)
     with pytest.raises(EngineError, match="no_such_prior.pt") as info:
         job.run(timeout_s=120)
@@ -107,7 +103,9 @@ def test_mrb_round_trip_loses_nothing(ctx, imported, tmp_path):
 def test_result_snapshot_picture(ctx, imported, tmp_path):
     from NimosefSlicerLib import offscreen
 
-    path = offscreen.result_snapshot(ctx, imported, tmp_path / "result.png", size=(200, 200))
+    path = offscreen.result_snapshot(ctx, imported.cine, imported.sequences["segmentation"],
+                                     tmp_path / "result.png",
+                                     int(imported.summary["es_frame"]), size=(200, 200))
     import vtk
     from vtk.util.numpy_support import vtk_to_numpy
 

@@ -104,3 +104,21 @@ def test_3d_view_shows_surfaces_and_arrows_per_frame(ctx, gt_scene, views, tmp_p
     for t, name in ((0, "ED"), (1, "ES")):
         offscreen.save_png(render(t, False, True), tmp_path / f"3d_{name}.png")
         assert (tmp_path / f"3d_{name}.png").stat().st_size > 5_000
+
+
+def test_result_snapshot_of_expert_scene(ctx, gt_scene, tmp_path):
+    """The documentation picture: slice + 3D side by side, at ES."""
+    import vtk
+    from vtk.util.numpy_support import vtk_to_numpy
+
+    path = offscreen.result_snapshot(ctx, gt_scene["cine"], gt_scene["segmentation"],
+                                     tmp_path / "result.png", 1, size=(240, 240))
+    reader = vtk.vtkPNGReader()
+    reader.SetFileName(str(path))
+    reader.Update()
+    assert reader.GetOutput().GetDimensions()[:2] == (480, 240)
+    rgb = vtk_to_numpy(reader.GetOutput().GetPointData().GetScalars()).reshape(240, 480, -1)
+    lv = np.array(segments.segment_specs()[0].color) * 255
+    # the LV overlay colour is on the left (slice) half: the slice through the most LV
+    left = np.abs(rgb[:, :240, :3].astype(float) - lv).max(-1) < 60
+    assert left.sum() > 50

@@ -6,9 +6,9 @@ from __future__ import annotations
 import ast
 import re
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
-from conftest import MODULE_DIR
-
+MODULE_DIR = Path(__file__).resolve().parents[2] / "NimosefSlicer"
 MODULE_PY = MODULE_DIR / "NimosefSlicer.py"
 UI_FILE = MODULE_DIR / "Resources" / "UI" / "NimosefSlicer.ui"
 

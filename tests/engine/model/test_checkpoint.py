@@ -4,8 +4,12 @@ import pytest
 import torch
 
 from nimosef_engine.errors import NimosefInputError
-from nimosef_engine.model.checkpoint import load_checkpoint, model_from_checkpoint, prior_id, \
-    save_checkpoint
+from nimosef_engine.model.checkpoint import (
+    load_checkpoint,
+    model_from_checkpoint,
+    prior_id,
+    save_checkpoint,
+)
 from nimosef_engine.model.network import ModelConfig, NimosefNet
 
 

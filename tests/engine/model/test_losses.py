@@ -2,8 +2,14 @@
 
 import torch
 
-from nimosef_engine.losses.boundary import boundary_mask, chamfer_one_way, knn, knn_edges, \
-    node_degrees, pairwise_sqdist_min
+from nimosef_engine.losses.boundary import (
+    boundary_mask,
+    chamfer_one_way,
+    knn,
+    knn_edges,
+    node_degrees,
+    pairwise_sqdist_min,
+)
 from nimosef_engine.losses.motion import displacement_loss, folding_loss, no_motion_at_ed_loss
 from nimosef_engine.losses.priors import code_prior
 from nimosef_engine.losses.segmentation import segmentation_loss, soft_dice_loss

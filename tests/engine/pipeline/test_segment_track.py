@@ -1,0 +1,222 @@
+"""Segment & Track on real cines with the bundled prior: geometry, every output, resample,
+cancel, locking, determinism, and bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+from nimosef_engine.cli import main
+from nimosef_engine.data.acdc import remap_acdc_labels
+from nimosef_engine.geometry import resample_grid_z
+from nimosef_engine.io.nifti import load_nifti
+from nimosef_engine.meshes import polydata_points, read_vtp
+from nimosef_engine.metrics import dice
+
+DATA = Path(__file__).resolve().parents[2] / "data"
+P090 = DATA / "acdc" / "patient090"
+CINE = P090 / "patient090_4d.nii.gz"
+SUNNY = DATA / "sunnybrook" / "dicoms" / "SCD0000101"
+FAST = ["--quality", "fast", "--fit-steps", "60", "--device", "cpu", "--progress", "none"]
+
+
+@pytest.fixture(scope="module")
+def st_090(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("st") / "p090"
+    assert main(["segment-track", str(CINE), "--out", str(out), "--res-factor-z", "2",
+                 *FAST]) == 0
+    return out
+
+
+def test_outputs_overlay_the_input_and_are_complete(st_090):
+    img, aff = load_nifti(CINE)
+    seg, seg_aff = load_nifti(st_090 / "seg.nii.gz", ndim=4, dtype=np.uint8)
+    assert seg.shape == img.shape
+    np.testing.assert_allclose(seg_aff, aff)
+    assert set(np.unique(seg)) <= {0, 1, 2, 3}
+    seg2, aff2 = load_nifti(st_090 / "seg_z2.nii.gz", ndim=4, dtype=np.uint8)
+    rec2, aff2r = load_nifti(st_090 / "rec_z2.nii.gz", ndim=4)
+    exp_aff, exp_shape = resample_grid_z(aff, img.shape[:3], 2)
+    assert seg2.shape == (*exp_shape, 12) and rec2.shape == seg2.shape
+    np.testing.assert_allclose(aff2, exp_aff)
+    np.testing.assert_allclose(aff2r, exp_aff)
+    # the super-resolved intensity is in the input's units, close to the input in the ROI
+    ed = json.loads((st_090 / "summary.json").read_text())["ed_frame"]
+    lv = seg[..., ed] == 1
+    assert lv.sum() > 100
+    # super-resolved labels agree with the native ones in most LV voxels
+    up = seg2[:, :, 0::2, ed] == 1
+    assert dice(up, lv, True) > 0.7
+    summary = json.loads((st_090 / "summary.json").read_text())
+    for key in ("ed_frame", "es_frame", "LV_EDV_mL", "LV_ESV_mL", "LV_SV_mL", "LV_EF_pct",
+                "RV_EDV_mL", "RV_EF_pct", "MYO_mass_g", "runtime_s", "device", "prior_id"):
+        assert key in summary, key
+    assert summary["n_frames"] == 12 and summary["device"] == "cpu"
+    assert 0 < summary["LV_EF_pct"] < 100
+    vols = pd.read_csv(st_090 / "volumes.csv")
+    assert list(vols.columns) == ["frame", "time", "time_ms", "LV_mL", "MYO_mL", "RV_mL"]
+    assert len(vols) == 12
+    voxel_ml = abs(np.linalg.det(aff[:3, :3])) / 1000
+    np.testing.assert_allclose(vols["LV_mL"], [(seg[..., f] == 1).sum() * voxel_ml
+                                               for f in range(12)])
+    assert summary["LV_EDV_mL"] == pytest.approx(vols["LV_mL"].max(), abs=1e-3)
+    motion = pd.read_parquet(st_090 / "motion.parquet")
+    assert {"frame", "time", "x", "y", "z", "ux", "uy", "uz"} <= set(motion.columns)
+    assert sorted(motion["frame"].unique()) == list(range(12))
+    np.testing.assert_allclose(motion["x"], motion["x0"] + motion["ux"], atol=1e-6)
+    # no motion at the reference frame (trained with the no-motion-at-ED loss)
+    at_ed = motion[motion["frame"] == ed]
+    assert np.abs(at_ed[["ux", "uy", "uz"]].to_numpy()).mean() < 2.0
+    meshes = sorted((st_090 / "meshes").glob("*.vtp"))
+    assert len(meshes) == 36
+    pts = polydata_points(read_vtp(st_090 / "meshes" / f"frame_{ed:02d}_LV.vtp"))
+    assert len(pts) > 50
+    # LV surface points lie near the LV voxels in world coordinates
+    lv_world = nib.affines.apply_affine(aff, np.argwhere(lv))
+    assert np.linalg.norm(pts.mean(0) - lv_world.mean(0)) < 10.0
+    assert (st_090 / "report.png").stat().st_size > 10_000
+    assert (st_090 / "subject.nimosef").is_file() and (st_090 / "config.json").is_file()
+    assert not list(st_090.parent.glob("*.lock")) and not list(st_090.parent.glob(".*tmp"))
+
+
+def test_resample_reproduces_and_extends_without_fitting(st_090, tmp_path):
+    assert main(["resample", str(st_090 / "subject.nimosef"), "--res-factor-z", "2",
+                 "--out", str(tmp_path / "r2"), "--device", "cpu", "--progress", "none"]) == 0
+    a, _ = load_nifti(st_090 / "seg_z2.nii.gz", ndim=4, dtype=np.uint8)
+    b, _ = load_nifti(tmp_path / "r2" / "seg_z2.nii.gz", ndim=4, dtype=np.uint8)
+    assert np.array_equal(a, b)
+    assert main(["resample", str(st_090 / "subject.nimosef"), "--res-factor-z", "3",
+                 "--out", str(tmp_path / "r3"), "--device", "cpu", "--progress", "none"]) == 0
+    img, aff = load_nifti(CINE)
+    s3, a3 = load_nifti(tmp_path / "r3" / "seg_z3.nii.gz", ndim=4, dtype=np.uint8)
+    assert s3.shape == (154, 224, 21, 12)
+    np.testing.assert_allclose(a3, resample_grid_z(aff, img.shape[:3], 3)[0])
+
+
+def test_ed_es_pair_finds_the_lv_where_the_labels_say(tmp_path):
+    frames = [P090 / "patient090_frame04.nii.gz", P090 / "patient090_frame11.nii.gz"]
+    out = tmp_path / "pair"
+    assert main(["segment-track", *map(str, frames), "--frame-numbers", "4", "11",
+                 "--n-frames", "12", "--out", str(out), "--res-factor-z", "1", "--no-meshes",
+                 *FAST]) == 0
+    seg, _ = load_nifti(out / "seg.nii.gz", ndim=4, dtype=np.uint8)
+    gt, _ = load_nifti(P090 / "patient090_frame04_gt.nii.gz", dtype=np.uint8)
+    gt = remap_acdc_labels(gt)
+    d = dice(seg[..., 0], gt, 1)
+    chance = 2 * (gt == 1).mean() * (seg[..., 0] == 1).mean() / (
+        (gt == 1).mean() + (seg[..., 0] == 1).mean())
+    assert d > 0.5 and d > 20 * chance, (d, chance)
+    vols = pd.read_csv(out / "volumes.csv")
+    np.testing.assert_allclose(vols["time"], [0.0, 7 / 12], atol=1e-6)
+
+
+def test_sunnybrook_dicom_cine(tmp_path):
+    out = tmp_path / "sb"
+    assert main(["segment-track", str(SUNNY), "--out", str(out), "--res-factor-z", "1",
+                 "--no-meshes", *FAST]) == 0
+    seg, aff = load_nifti(out / "seg.nii.gz", ndim=4, dtype=np.uint8)
+    assert seg.shape == (256, 256, 3, 20)
+    # voxel (0,0,0) is the first slice's ImagePositionPatient, LPS -> RAS
+    np.testing.assert_allclose(aff[:3, 3], [-209.708, 11.0335, 121.848], atol=1e-3)
+    vols = pd.read_csv(out / "volumes.csv")
+    assert vols["time_ms"].notna().all() and vols["time_ms"].is_monotonic_increasing
+    assert (seg == 1).sum() > 0
+
+
+def test_same_seed_same_segmentation(tmp_path):
+    frames = [str(P090 / "patient090_frame04.nii.gz"), str(P090 / "patient090_frame11.nii.gz")]
+    segs = []
+    for name in ("a", "b"):
+        out = tmp_path / name
+        assert main(["segment-track", *frames, "--out", str(out), "--res-factor-z", "1",
+                     "--no-meshes", "--seed", "3", "--quality", "fast", "--fit-steps", "15",
+                     "--device", "cpu", "--progress", "none"]) == 0
+        segs.append(load_nifti(out / "seg.nii.gz", ndim=4, dtype=np.uint8)[0])
+    assert np.array_equal(segs[0], segs[1])
+
+
+def test_existing_output_and_concurrent_run_are_refused(tmp_path, capsys):
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "keep.txt").write_text("user data")
+    assert main(["segment-track", str(CINE), "--out", str(out), *FAST]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert (out / "keep.txt").read_text() == "user data"
+    lock = tmp_path / "new.lock"
+    lock.write_text("12345")
+    assert main(["segment-track", str(CINE), "--out", str(tmp_path / "new"), *FAST]) == 2
+    assert "another segment-track run" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists() and lock.exists()
+
+
+def test_sigint_cancels_promptly_and_leaves_nothing(tmp_path):
+    out = tmp_path / "cancelled"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nimosef_engine", "segment-track", str(CINE), "--out", str(out),
+         "--quality", "fast", "--fit-steps", "100000", "--device", "cpu", "--progress", "json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    stages = []
+    for line in proc.stdout:
+        msg = json.loads(line)
+        assert set(msg) == {"stage", "fraction", "message"}
+        stages.append(msg["stage"])
+        if msg["stage"] == "fit":
+            break
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    rc = proc.wait(timeout=60)
+    assert rc == 130 and time.monotonic() - t0 < 30
+    assert stages[:2] == ["load", "localise"]
+    assert os.listdir(tmp_path) == []
+
+
+def _write(path: Path, data: np.ndarray, zooms=(1.5, 1.5, 8.0, 1.0)) -> Path:
+    img = nib.Nifti1Image(data, np.diag([1.5, 1.5, 8.0, 1.0]))
+    img.header.set_zooms(zooms[: data.ndim])
+    nib.save(img, str(path))
+    return path
+
+
+def _bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
+    rng = np.random.default_rng(0)
+    cine = np.asarray(nib.load(str(CINE)).dataobj, dtype=np.float32)
+    nan = cine[..., :3].copy()
+    nan[5, 5, 2, 1] = np.nan
+    trunc = tmp / "trunc.nii.gz"
+    trunc.write_bytes(CINE.read_bytes()[:5000])
+    (tmp / "nodicom").mkdir()
+    (tmp / "nodicom" / "a.dcm").write_bytes(b"\0" * 300)
+    return {
+        "unreadable": ([str(trunc)], "trunc.nii.gz"),
+        "2d": ([str(_write(tmp / "2d.nii.gz", cine[:, :, 0, 0]))], "2D"),
+        "single frame": ([str(_write(tmp / "one.nii.gz", cine[..., :1]))], "frame"),
+        "mismatched frames": ([str(_write(tmp / "f1.nii.gz", cine[..., 0])),
+                               str(_write(tmp / "f2.nii.gz", cine[:100, :, :, 1]))], "shape"),
+        "dicom folder without a cine": ([str(tmp / "nodicom")], "nodicom"),
+        "nan": ([str(_write(tmp / "nan.nii.gz", nan))], "NaN"),
+        "no heart": ([str(_write(tmp / "noise.nii.gz",
+                                 rng.random((120, 120, 8, 6)).astype(np.float32)))], "heart"),
+    }
+
+
+def test_bad_inputs_give_a_clear_error_and_no_output(tmp_path, capsys):
+    cases = _bad_inputs(tmp_path)
+    for name, (inputs, needle) in cases.items():
+        out = tmp_path / f"out_{name.replace(' ', '_')}"
+        rc = main(["segment-track", *inputs, "--out", str(out), *FAST])
+        err = capsys.readouterr().err
+        assert rc == 2, (name, err)
+        assert needle.lower() in err.lower(), (name, err)
+        assert err.count("\n") == 1, (name, err)
+        assert not out.exists(), name
+        assert not Path(str(out) + ".lock").exists(), name
