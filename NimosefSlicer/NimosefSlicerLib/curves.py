@@ -20,7 +20,8 @@ to what survives saving (0.01 mL, 0.1 ms) and the scene shows what a saved scene
 def read_volume_curves(path: str | Path) -> dict[str, np.ndarray]:
     """``volumes.csv`` of a segment-track output -> ``{column: (T,) array}``.
 
-    Raises ``NimosefInputError`` when a contract column is missing or a value is not a number.
+    ``time_ms`` is NaN where the input had no trigger times. Raises ``NimosefInputError`` when a
+    contract column is missing or a value is not a number.
     """
     from nimosef_engine.errors import NimosefInputError
 
@@ -35,8 +36,10 @@ def read_volume_curves(path: str | Path) -> dict[str, np.ndarray]:
         rows = list(reader)
     if not rows:
         raise NimosefInputError(path, "no rows")
+    optional = {"time_ms"}  # empty when the input carries no trigger times
     try:
-        return {c: np.array([float(r[c]) for r in rows]) for c in CURVE_COLUMNS}
+        return {c: np.array([float(r[c]) if r[c] != "" or c not in optional else np.nan
+                             for r in rows]) for c in CURVE_COLUMNS}
     except ValueError as exc:
         raise NimosefInputError(path, f"not a number: {exc}") from None
 

@@ -42,6 +42,12 @@ class NimosefResults:
     output_dir: Path
     res_factor_z: int
     extra_nodes: list = field(default_factory=list)
+    superres_dir: Path | None = None  # where the shown rec_zF.nii.gz lives, after a resample
+
+    @property
+    def superres_source(self) -> Path:
+        """Folder of the super-resolved volume the scene shows."""
+        return self.superres_dir or self.output_dir
 
 
 def output_file(out_dir: Path, name: str) -> Path:
@@ -285,6 +291,7 @@ def update_superres(ctx, results: NimosefResults, resample_dir: str | Path,
     set_sequence_frames(sequence, rec, affine)
     sequence.SetAttribute(RES_FACTOR, str(int(res_factor_z)))
     results.res_factor_z = int(res_factor_z)
+    results.superres_dir = Path(resample_dir)
     ctx.sequences_logic.UpdateProxyNodesFromSequences(results.cine.browser)
     proxy = results.cine.browser.GetProxyNode(sequence)
     results.proxies["superres"] = proxy

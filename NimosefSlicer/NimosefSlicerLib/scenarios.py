@@ -146,7 +146,7 @@ def check_results(ctx, res: results.NimosefResults, frames: tuple[int, ...] | No
         _check(seq_values == values, f"{role} index values {seq_values} != cine {values}")
 
     labels, seg_affine = load_nifti(res.output_dir / "seg.nii.gz", ndim=4, dtype=np.uint8)
-    rec, rec_affine, _ = results.load_superres(res.output_dir, res.res_factor_z)
+    rec, rec_affine, _ = results.load_superres(res.superres_source, res.res_factor_z)
     motion = results.read_motion(res.output_dir)
     cine_affine = ijk_to_ras(cine.sequence.GetNthDataNode(0))
     _check(np.allclose(seg_affine, cine_affine, atol=1e-4), "seg.nii.gz is not on the cine grid")
@@ -271,7 +271,8 @@ def describe_scene(scene, browser) -> dict:
     for i in range(scene.GetNumberOfNodesByClass("vtkMRMLTableNode")):
         table = scene.GetNthNodeByClass(i, "vtkMRMLTableNode")
         out["tables"][table.GetName()] = (
-            {k: np.round(v, 4).tolist() for k, v in curves.table_columns(table).items()},
+            {k: [None if np.isnan(x) else x for x in np.round(v, 4).tolist()]
+             for k, v in curves.table_columns(table).items()},
             table.GetAttribute(results.SUMMARY))
     for i in range(scene.GetNumberOfNodesByClass("vtkMRMLPlotChartNode")):
         chart = scene.GetNthNodeByClass(i, "vtkMRMLPlotChartNode")

@@ -8,6 +8,7 @@ left exactly as it was.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import tempfile
@@ -128,6 +129,7 @@ class ResampleJob(EngineJob):
             raise NimosefInputError(subject, "fitted subject not found: run Segment & Track")
         work = Path(tempfile.mkdtemp(prefix="nimosef_resample_", dir=out_dir.parent))
         self.ctx, self.results, self.res_factor_z = ctx, results, int(res_factor_z)
+        self.output_dir = out_dir
         self.resample_dir = work / f"z{int(res_factor_z)}"
         super().__init__(resample_args(subject, res_factor_z, self.resample_dir),
                          python or sys.executable, engine_parent, work, True)
@@ -135,7 +137,11 @@ class ResampleJob(EngineJob):
     def finish(self) -> NimosefResults:
         self.check_success()
         try:
-            update_superres(self.ctx, self.results, self.resample_dir, self.res_factor_z)
+            # keep the new volumes beside the run's other outputs (the scene and a saved
+            # scene refer to files that stay), then show them
+            for f in self.resample_dir.glob("*.nii.gz"):
+                os.replace(f, self.output_dir / f.name)
+            update_superres(self.ctx, self.results, self.output_dir, self.res_factor_z)
         finally:
             self.cleanup()
         return self.results

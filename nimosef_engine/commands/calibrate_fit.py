@@ -32,6 +32,8 @@ def register(sub) -> None:
     p.add_argument("--max-subjects", type=int, default=0)
     p.add_argument("--steps", type=int, nargs="+", default=[25, 50, 100, 150, 200, 300, 400])
     p.add_argument("--out", help="checkpoint to write (default: update --checkpoint)")
+    p.add_argument("--drop-optimizer", action="store_true",
+                   help="leave out the optimizer state (a prior to ship, not to resume)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--progress", choices=["tqdm", "json", "none"], default="tqdm")
     p.set_defaults(func=run)
@@ -64,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
     ckpt["fit_defaults"] = {"steps": int(best), "split": args.split,
                             "subjects": [s.subject_id for s in subjects],
                             "mean_dice_by_steps": {str(s): table[s] for s in grid}}
+    if args.drop_optimizer:
+        ckpt.pop("optimizer_state", None)
     save_checkpoint(args.out or args.checkpoint, ckpt)
     print(json.dumps({"best_steps": best, "mean_dice_by_steps": table}, indent=1))
     return 0

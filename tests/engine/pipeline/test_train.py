@@ -66,3 +66,32 @@ def test_ddp_two_processes_on_cpu(preprocessed_acdc, tmp_path):
     moved = (ck["codes"] - init).abs().amax(dim=1)
     assert bool((moved > 1e-6).all()), moved
     assert len(ck["history"]) == 2 and ck["history"][-1]["total"] > 0
+
+
+def test_sigkill_mid_training_then_resume_matches_uninterrupted(preprocessed_acdc, tmp_path):
+    import signal
+    import time
+
+    args = ["--epochs", "6", "--checkpoint-every", "1"]
+    assert _train(preprocessed_acdc, tmp_path / "ref", 6, "--checkpoint-every", "1") == 0
+    cmd = [sys.executable, "-m", "nimosef_engine", "train", "--root", str(preprocessed_acdc),
+           "--out", str(tmp_path / "killed"), *TINY, *args]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpt = tmp_path / "killed" / "checkpoint.pt"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        if ckpt.exists() and torch.load(ckpt, weights_only=False)["epoch"] >= 2:
+            break
+        time.sleep(0.2)
+    time.sleep(0.3)  # somewhere inside a later epoch
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = torch.load(ckpt, weights_only=False)["epoch"]
+    assert killed_at < 6, "training finished before it could be killed"
+    assert _train(preprocessed_acdc, tmp_path / "killed", 6, "--resume",
+                  "--checkpoint-every", "1") == 0
+    a = torch.load(tmp_path / "ref" / "checkpoint.pt", weights_only=False)
+    b = torch.load(ckpt, weights_only=False)
+    for k in a["model_state"]:
+        assert torch.equal(a["model_state"][k], b["model_state"][k]), k
+    assert torch.equal(a["codes"], b["codes"])

@@ -1,0 +1,1 @@
+"""The bundled population prior(s) and their model card."""
