@@ -95,3 +95,19 @@ def test_sigkill_mid_training_then_resume_matches_uninterrupted(preprocessed_acd
     for k in a["model_state"]:
         assert torch.equal(a["model_state"][k], b["model_state"][k]), k
     assert torch.equal(a["codes"], b["codes"])
+
+
+def test_periodic_validation_fits_val_subjects_and_reports_dice(preprocessed_acdc, tmp_path):
+    import shutil
+
+    root = tmp_path / "pp"
+    shutil.copytree(preprocessed_acdc, root)
+    manifest = root / "derivatives" / "manifests_nimosef" / "dataset_manifest.json"
+    m = json.loads(manifest.read_text())  # one subject per group: put sub-090 in val by hand
+    m["splits"] = {"train": ["sub-001", "sub-080"], "val": ["sub-090"], "test": []}
+    manifest.write_text(json.dumps(m))
+    assert _train(root, tmp_path / "run", 2, "--val-every", "2", "--val-fit-steps", "5") == 0
+    hist = json.loads((tmp_path / "run" / "losses.json").read_text())
+    assert "val_dice_LV" not in hist[0]
+    for c in ("LV", "MYO", "RV"):
+        assert 0.0 <= hist[1][f"val_dice_{c}"] <= 1.0
