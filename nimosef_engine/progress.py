@@ -74,11 +74,10 @@ class TqdmReporter(ProgressReporter):
         if stage != self._stage:
             self.close()
             self._bar = tqdm(total=1000, desc=stage, file=sys.stderr, leave=False,
-                             bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}")
+                             bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}")
             self._stage = stage
         self._bar.n = int(fraction * 1000)
-        if message:
-            self._bar.set_postfix_str(message, refresh=False)
+        self._bar.set_description_str(f"{stage} {message}".strip(), refresh=False)
         self._bar.refresh()
 
     def close(self) -> None:

@@ -229,6 +229,8 @@ def _check_writable(out_dir: Path) -> None:
     parent = parent.resolve()
     while not parent.exists():
         parent = parent.parent
+    if not parent.is_dir():
+        raise NimosefInputError(out_dir, f"cannot create the output folder: {parent} is a file")
     if not os.access(parent, os.W_OK):
         raise NimosefInputError(out_dir, f"cannot write into {parent} (permission denied)")
 

@@ -204,6 +204,7 @@ def _bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
                                str(_write(tmp / "f2.nii.gz", cine[:100, :, :, 1]))], "shape"),
         "dicom folder without a cine": ([str(tmp / "nodicom")], "nodicom"),
         "nan": ([str(_write(tmp / "nan.nii.gz", nan))], "NaN"),
+        "output under a file": ([str(CINE)], "is a file"),
         "no heart": ([str(_write(tmp / "noise.nii.gz",
                                  rng.random((120, 120, 8, 6)).astype(np.float32)))], "heart"),
     }
@@ -211,8 +212,11 @@ def _bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
 
 def test_bad_inputs_give_a_clear_error_and_no_output(tmp_path, capsys):
     cases = _bad_inputs(tmp_path)
+    (tmp_path / "a_file").write_text("not a folder")
     for name, (inputs, needle) in cases.items():
         out = tmp_path / f"out_{name.replace(' ', '_')}"
+        if name == "output under a file":
+            out = tmp_path / "a_file" / "out"
         rc = main(["segment-track", *inputs, "--out", str(out), *FAST])
         err = capsys.readouterr().err
         assert rc == 2, (name, err)
