@@ -19,8 +19,8 @@ from common import ROOT, record
 from nimosef_engine.io.cine import load_cine
 from nimosef_engine.localise import localise_heart
 from nimosef_engine.model.checkpoint import load_checkpoint, model_from_checkpoint
-from nimosef_engine.sample import predict_points
-from nimosef_engine.segment_track import BUNDLED_PRIOR, sample_fields, subject_from_cine
+from nimosef_engine.sample import predict_points, sample_fields
+from nimosef_engine.segment_track import BUNDLED_PRIOR, subject_from_cine
 
 CINE = ROOT / "tests" / "data" / "acdc" / "patient090" / "patient090_4d.nii.gz"
 

@@ -9,24 +9,15 @@ from nimosef_engine.data.subject import SubjectData
 from nimosef_engine.fit import FitConfig, fit_subject
 from nimosef_engine.losses.objective import subject_tensors
 from nimosef_engine.metrics import dice_per_class
-from nimosef_engine.sample import predict_points
+from nimosef_engine.sample import sample_fields
 
 CLASS_NAMES = {1: "LV", 2: "MYO", 3: "RV"}
 
 
-@torch.inference_mode()
 def predict_subject_labels(net, sd: SubjectData, code: torch.Tensor, pose_matrix=None,
                            device="cpu") -> np.ndarray:
     """Predicted labels ``(T, X, Y, Z)`` on the subject's crop grid at its frame times."""
-    coords = torch.from_numpy(sd.coords_norm()).to(device)
-    if pose_matrix is not None:
-        m = pose_matrix.to(device)
-        coords = coords @ m[:3, :3].T + m[:3, 3]
-    out = np.empty((sd.n_frames, *sd.grid_shape), np.uint8)
-    for f, t in enumerate(sd.frame_times):
-        out[f] = predict_points(net, code.to(device), coords, float(t))["labels"] \
-            .cpu().numpy().reshape(sd.grid_shape)
-    return out
+    return sample_fields(net, code, sd, 1, device, pose_matrix)[0]
 
 
 def dice_scores(pred: np.ndarray, labels: np.ndarray) -> dict[str, float]:

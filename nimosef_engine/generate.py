@@ -14,15 +14,7 @@ from nimosef_engine.data.subject import SubjectData
 from nimosef_engine.geometry import HeartFrame, apply_affine, resample_grid_z
 from nimosef_engine.io.nifti import save_nifti
 from nimosef_engine.losses.boundary import boundary_mask
-from nimosef_engine.sample import predict_grid, predict_points
-
-
-def pose_fn(pose_matrix: torch.Tensor | None):
-    """The coordinate map of a fitted pose (4x4, normalised subject -> prior), or None."""
-    if pose_matrix is None:
-        return None
-    m = pose_matrix.float()
-    return lambda x: x @ m[:3, :3].T.to(x.device) + m[:3, 3].to(x.device)
+from nimosef_engine.sample import embed_in_source, pose_fn, predict_points, sample_fields
 
 
 def boundary_table(labels_4d: np.ndarray, affine_ras: np.ndarray, frame_times,
@@ -77,15 +69,6 @@ def displacement_table(net, code: torch.Tensor, heart: HeartFrame, points_ras: n
     return pd.concat(rows, ignore_index=True)
 
 
-def embed_crop(crop: np.ndarray, full_shape, offset_ijk, factor: int) -> np.ndarray:
-    """Place a (T, x, y, z*F) crop-grid array into the (T, X, Y, Z*F) source grid."""
-    out = np.zeros((crop.shape[0], *full_shape), crop.dtype)
-    ox, oy, oz = (int(v) for v in offset_ijk)
-    oz *= factor
-    out[:, ox:ox + crop.shape[1], oy:oy + crop.shape[2], oz:oz + crop.shape[3]] = crop
-    return out
-
-
 def generate_subject(net, code: torch.Tensor, sd: SubjectData, out_dir: str | Path,
                      res_factor_z: int = 1, device="cpu",
                      pose_matrix: torch.Tensor | None = None) -> dict[str, Path]:
@@ -100,25 +83,21 @@ def generate_subject(net, code: torch.Tensor, sd: SubjectData, out_dir: str | Pa
     sid, f = sd.subject_id, int(res_factor_z)
     src_affine = sd.source_affine_ras if sd.source_affine_ras is not None else sd.crop_affine_ras
     src_shape = sd.source_shape if any(sd.source_shape) else sd.grid_shape
-    affine_f, shape_f = resample_grid_z(src_affine, src_shape, f)
-    crop_aff_f, crop_shape_f = resample_grid_z(sd.crop_affine_ras, sd.grid_shape, f)
-    labels, inten = predict_grid(net, code.to(device), crop_shape_f, crop_aff_f, sd.heart,
-                                 sd.frame_times, device, coords_fn=pose_fn(pose_matrix))
-    lo, hi = sd.intensity_range
-    seg_full = embed_crop(labels, shape_f, sd.crop_offset, f)
-    rec_full = embed_crop(inten * (hi - lo) + lo, shape_f, sd.crop_offset, f)
+    affine_f, _ = resample_grid_z(src_affine, src_shape, f)
+    labels, rec, _, crop_aff_f = sample_fields(net, code, sd, f, device, pose_matrix)
     paths = {
-        "seg": save_nifti(out_dir / f"{sid}_seg.nii.gz", np.moveaxis(seg_full, 0, -1), affine_f),
-        "rec": save_nifti(out_dir / f"{sid}_rec.nii.gz",
-                          np.moveaxis(rec_full.astype(np.float32), 0, -1), affine_f),
+        "seg": save_nifti(out_dir / f"{sid}_seg.nii.gz", embed_in_source(labels, sd, f),
+                          affine_f),
+        "rec": save_nifti(out_dir / f"{sid}_rec.nii.gz", embed_in_source(rec, sd, f),
+                          affine_f),
     }
-    im_gt = np.repeat(sd.intensity * (hi - lo) + lo, f, axis=3)
-    paths["im_gt"] = save_nifti(out_dir / f"{sid}_im_gt.nii.gz", np.moveaxis(
-        embed_crop(im_gt.astype(np.float32), shape_f, sd.crop_offset, f), 0, -1), affine_f)
+    lo, hi = sd.intensity_range
+    im_gt = np.repeat(sd.intensity * (hi - lo) + lo, f, axis=3).astype(np.float32)
+    paths["im_gt"] = save_nifti(out_dir / f"{sid}_im_gt.nii.gz", embed_in_source(im_gt, sd, f),
+                                affine_f)
     if sd.labels is not None:
-        gt = embed_crop(np.repeat(sd.labels, f, axis=3), shape_f, sd.crop_offset, f)
-        paths["seg_gt"] = save_nifti(out_dir / f"{sid}_seg_gt.nii.gz",
-                                     np.moveaxis(gt, 0, -1), affine_f)
+        gt = embed_in_source(np.repeat(sd.labels, f, axis=3), sd, f)
+        paths["seg_gt"] = save_nifti(out_dir / f"{sid}_seg_gt.nii.gz", gt, affine_f)
         true_b = boundary_table(np.repeat(sd.labels, f, axis=3), crop_aff_f, sd.frame_times,
                                 sd.frame_indices)
         paths["true_boundaries"] = _write_parquet(

@@ -52,7 +52,8 @@ def resample_subject(subject_path: str | Path, out_dir: str | Path, res_factor_z
                      clean: bool = True,
                      reporter: ProgressReporter | None = None) -> dict[str, Path]:
     """Write ``seg_zF.nii.gz`` and ``rec_zF.nii.gz`` of a fitted subject into ``out_dir``."""
-    from nimosef_engine.segment_track import embed, load_prior, sample_fields
+    from nimosef_engine.sample import embed_in_source, sample_fields
+    from nimosef_engine.segment_track import load_prior
 
     if not 1 <= int(res_factor_z) <= 8:
         raise NimosefInputError("--res-factor-z", "must be between 1 and 8")
@@ -74,10 +75,10 @@ def resample_subject(subject_path: str | Path, out_dir: str | Path, res_factor_z
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {
-        "seg": save_nifti(out_dir / f"seg_z{f}.nii.gz", embed(seg, sd, f), full_aff, dt),
+        "seg": save_nifti(out_dir / f"seg_z{f}.nii.gz", embed_in_source(seg, sd, f), full_aff,
+                          dt),
         "rec": save_nifti(out_dir / f"rec_z{f}.nii.gz",
-                          embed(rec, sd, f, fill=sd.intensity_range[0]).astype(np.float32),
-                          full_aff, dt),
+                          embed_in_source(rec, sd, f, fill=sd.intensity_range[0]), full_aff, dt),
     }
     return paths
 

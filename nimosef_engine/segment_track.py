@@ -29,7 +29,7 @@ from nimosef_engine.data.subject import SubjectData
 from nimosef_engine.device import resolve_device
 from nimosef_engine.errors import NimosefInputError
 from nimosef_engine.fit import FitConfig, fit_subject
-from nimosef_engine.generate import boundary_table, displacement_table, pose_fn
+from nimosef_engine.generate import boundary_table, displacement_table
 from nimosef_engine.geometry import HeartFrame, crop_affine, ras_to_voxel, resample_grid_z
 from nimosef_engine.io.cine import Cine, load_cine
 from nimosef_engine.io.nifti import save_nifti
@@ -39,7 +39,7 @@ from nimosef_engine.metrics import cardiac_indices, volumes_ml
 from nimosef_engine.model.checkpoint import load_checkpoint, model_from_checkpoint, prior_id
 from nimosef_engine.postprocess import clean_labels_4d
 from nimosef_engine.progress import ProgressReporter
-from nimosef_engine.sample import grid_coords_norm, predict_points
+from nimosef_engine.sample import embed_in_source, sample_fields
 
 log = logging.getLogger(__name__)
 
@@ -163,43 +163,6 @@ def subject_from_cine(cine: Cine, heart: HeartFrame, roi_center_ras, ed_index: i
         source_affine_ras=np.asarray(cine.affine_ras), intensity_range=lo_hi)
 
 
-@torch.inference_mode()
-def sample_fields(net, code, sd: SubjectData, factor: int, device, pose_matrix,
-                  reporter: ProgressReporter | None = None, stage: str = "sample",
-                  probs: bool = False):
-    """Labels, intensities (input units) and optionally class probabilities on the crop grid
-    at z factor ``factor``: arrays (T, x, y, z*F) (probs (T, C, x, y, z*F)), and its affine."""
-    aff, shape = resample_grid_z(sd.crop_affine_ras, sd.grid_shape, factor)
-    coords = torch.from_numpy(grid_coords_norm(shape, aff, sd.heart)).to(device)
-    fn = pose_fn(pose_matrix)
-    if fn is not None:
-        coords = fn(coords)
-    n_t = sd.n_frames
-    labels = np.empty((n_t, *shape), np.uint8)
-    inten = np.empty((n_t, *shape), np.float32)
-    prob = np.empty((n_t, 4, *shape), np.float32) if probs else None
-    lo, hi = sd.intensity_range
-    for f, t in enumerate(sd.frame_times):
-        if reporter is not None:
-            reporter.update(stage, f / n_t, f"frame {f + 1}/{n_t}")
-        out = predict_points(net, code, coords, float(t), probs=probs)
-        labels[f] = out["labels"].cpu().numpy().reshape(shape)
-        inten[f] = out["intensity"].cpu().numpy().reshape(shape) * (hi - lo) + lo
-        if probs:
-            prob[f] = np.moveaxis(out["probs"].cpu().numpy().reshape(*shape, -1), -1, 0)
-    return labels, inten, prob, aff
-
-
-def embed(crop: np.ndarray, sd: SubjectData, factor: int, fill=0) -> np.ndarray:
-    """(T, x, y, z*F) crop arrays -> (X, Y, Z*F, T) full input grid (NIfTI axis order)."""
-    full = np.full((crop.shape[0], sd.source_shape[0], sd.source_shape[1],
-                    sd.source_shape[2] * factor), fill, crop.dtype)
-    ox, oy, oz = sd.crop_offset
-    full[:, ox:ox + crop.shape[1], oy:oy + crop.shape[2],
-         oz * factor:oz * factor + crop.shape[3]] = crop
-    return np.moveaxis(full, 0, -1)
-
-
 def segment_track(inputs, out_dir, reporter: ProgressReporter | None = None,
                   **options) -> dict:
     """Run Segment & Track on a cine (see module docstring); returns the summary dict."""
@@ -299,10 +262,10 @@ def _run(inputs: list[Path], out: Path, opts: SegmentTrackOptions,
     full_aff_f, _ = resample_grid_z(cine.affine_ras, cine.shape, f)
     tms = cine.trigger_times_ms
     dt_ms = float(np.median(np.diff(tms))) if tms is not None and len(tms) > 1 else None
-    save_nifti(out / "seg.nii.gz", embed(seg1, sd, 1), cine.affine_ras, dt_ms)
-    save_nifti(out / f"seg_z{f}.nii.gz", embed(seg_f, sd, f), full_aff_f, dt_ms)
+    save_nifti(out / "seg.nii.gz", embed_in_source(seg1, sd, 1), cine.affine_ras, dt_ms)
+    save_nifti(out / f"seg_z{f}.nii.gz", embed_in_source(seg_f, sd, f), full_aff_f, dt_ms)
     lo = sd.intensity_range[0]
-    save_nifti(out / f"rec_z{f}.nii.gz", embed(rec_f, sd, f, fill=lo).astype(np.float32),
+    save_nifti(out / f"rec_z{f}.nii.gz", embed_in_source(rec_f, sd, f, fill=lo),
                full_aff_f, dt_ms)
 
     vols = [volumes_ml(seg1[i], aff1) for i in range(sd.n_frames)]
