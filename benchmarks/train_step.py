@@ -13,6 +13,7 @@ import time
 import torch
 from common import preprocessed_test_data, record
 
+from nimosef_engine.augment import AugmentConfig, augmentation_table
 from nimosef_engine.data.manifest import load_split
 from nimosef_engine.losses.objective import LossWeights, subject_tensors
 from nimosef_engine.model.network import ModelConfig
@@ -21,7 +22,7 @@ from nimosef_engine.train import AutoDecoder
 
 def bench(subjects, device, amp: bool, steps: int, n_points: int, cfg: ModelConfig) -> dict:
     tensors = [subject_tensors(s, device) for s in subjects]
-    model = AutoDecoder(cfg, len(subjects)).to(device)
+    model = AutoDecoder(cfg, augmentation_table(len(subjects), AugmentConfig(), 0)).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     weights = LossWeights()
     counted = {"points": 0}

@@ -9,6 +9,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from nimosef_engine.errors import NimosefInputError
+
 
 @contextlib.contextmanager
 def atomic_path(final: str | Path) -> Iterator[Path]:
@@ -51,3 +53,25 @@ def atomic_write_bytes(final: str | Path, data: bytes) -> None:
 def atomic_write_text(final: str | Path, text: str) -> None:
     """Write ``text`` (UTF-8) to ``final`` atomically."""
     atomic_write_bytes(final, text.encode("utf-8"))
+
+
+def check_output_path(path: str | Path, folder: bool = True) -> Path:
+    """Refuse, before any work, an output that could not be created; creates nothing.
+
+    ``folder``: the output is a folder (else a file). Raises :class:`NimosefInputError` naming
+    ``path`` when it exists as the wrong kind, when the nearest existing ancestor is a file, or
+    when that ancestor is not writable (as root every folder is writable). Returns the path.
+    """
+    path = Path(path)
+    if path.exists() and folder and not path.is_dir():
+        raise NimosefInputError(path, "exists and is not a folder")
+    if path.is_dir() and not folder:
+        raise NimosefInputError(path, "is a directory, expected an output file")
+    parent = Path(os.path.abspath(path)).parent
+    while not parent.exists() and not parent.is_symlink():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise NimosefInputError(path, f"cannot create the output: {parent} is a file")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise NimosefInputError(path, f"cannot write into {parent} (permission denied)")
+    return path

@@ -2,7 +2,8 @@
 
 Each module in ``COMMANDS`` exposes ``register(subparsers)`` which adds its parser and sets
 ``func=run`` (``run(args) -> int``). User-facing problems (:class:`NimosefInputError`) become a
-one-line message on stderr and exit code 2; a cancel exits with 130.
+one-line message on stderr and exit code 2; an operating-system error (disk full, permission
+denied) a one-line message naming the file and exit code 1; a cancel exits with 130.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import sys
 
 from nimosef_engine import __version__
 from nimosef_engine.errors import NimosefCancelled, NimosefInputError
+
+log = logging.getLogger(__name__)
 
 COMMANDS = [
     "preprocess",
@@ -58,6 +61,11 @@ def main(argv: list[str] | None = None) -> int:
     except NimosefInputError as exc:
         print(f"nimosef {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # the environment, not the input: disk full, permissions, ...
+        log.debug("operating-system error", exc_info=True)
+        where = exc.filename or args.command
+        print(f"nimosef {args.command}: error: {where}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     except NimosefCancelled:
         print(f"nimosef {args.command}: cancelled; no output was written", file=sys.stderr)
         return 130

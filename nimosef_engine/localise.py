@@ -82,7 +82,8 @@ class HeartPose:
     ``frame``: heart frame (origin = LV blood pool centre, RAS mm; rotation columns x = LV->RV
     in the slice plane, z = stack normal apex -> base, y = z x x). ``roi_center_ras``: (3,)
     RAS mm, centre of the LV + RV blood pools (the heart ROI). ``confidence`` in [0, 1].
-    ``ed_index``: 0-based frame with the largest LV blood pool. ``lv_radius_mm``: equivalent
+    ``ed_index``: 0-based frame with the largest LV blood pool, ``es_index`` the smallest.
+    ``lv_radius_mm``: equivalent
     radius of the ED LV pool on its largest slice. ``lv_slices``: slice indices holding LV.
     """
 
@@ -93,6 +94,7 @@ class HeartPose:
     notes: list[str] = field(default_factory=list)
     lv_radius_mm: float = 0.0
     lv_slices: list[int] = field(default_factory=list)
+    es_index: int = -1
 
 
 def _validate(frames, affine_ras, source) -> tuple[np.ndarray, np.ndarray, float, float]:
@@ -414,7 +416,7 @@ def localise_heart(frames: np.ndarray, affine_ras: np.ndarray, *,
     log.debug("localise: LV %s mm, slices %s, ED %d, confidence %.2f, notes %s",
               np.round(lv_center, 1).tolist(), slices.tolist(), ed, conf, notes)
     return HeartPose(HeartFrame(lv_center, rotation, scale_mm), roi, conf, ed, notes,
-                     lv_r, [int(k) for k in slices])
+                     lv_r, [int(k) for k in slices], es)
 
 
 def _middle(ks: list[int], area: np.ndarray) -> tuple[int, int]:

@@ -2,23 +2,36 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from nimosef_engine.atomic import check_output_path
 from nimosef_engine.data.subject import SubjectData
 from nimosef_engine.device import resolve_device
 from nimosef_engine.errors import NimosefInputError
 from nimosef_engine.geometry import HeartFrame, crop_affine, resample_grid_z
-from nimosef_engine.io.nifti import save_nifti
-from nimosef_engine.postprocess import clean_labels_4d
+from nimosef_engine.io.nifti_stream import NiftiFrameWriter
+from nimosef_engine.postprocess import clean_labels
 from nimosef_engine.progress import ProgressReporter
+from nimosef_engine.sample import (
+    DEFAULT_MEMORY_BUDGET_GB,
+    embed_frame,
+    frame_bytes,
+    iter_frames,
+    plan_chunk,
+)
+
+log = logging.getLogger(__name__)
 
 
 def load_subject_file(path: str | Path) -> dict:
     """Read a ``subject.nimosef`` file written by segment-track."""
     path = Path(path)
+    if path.is_dir():
+        raise NimosefInputError(path, "is a directory, expected a subject.nimosef file")
     if not path.is_file():
         raise NimosefInputError(path, "subject file not found")
     try:
@@ -49,14 +62,18 @@ def subject_grid(subj: dict) -> SubjectData:
 
 def resample_subject(subject_path: str | Path, out_dir: str | Path, res_factor_z: int,
                      prior: str | Path | None = None, device: str = "auto",
-                     clean: bool = True,
-                     reporter: ProgressReporter | None = None) -> dict[str, Path]:
-    """Write ``seg_zF.nii.gz`` and ``rec_zF.nii.gz`` of a fitted subject into ``out_dir``."""
-    from nimosef_engine.sample import embed_in_source, sample_fields
-    from nimosef_engine.segment_track import load_prior
+                     clean: bool = True, reporter: ProgressReporter | None = None,
+                     memory_budget_gb: float = DEFAULT_MEMORY_BUDGET_GB) -> dict[str, Path]:
+    """Write ``seg_zF.nii.gz`` and ``rec_zF.nii.gz`` of a fitted subject into ``out_dir``.
+
+    Frames are sampled, cleaned and appended to the files one at a time, in network chunks
+    sized to keep the process within ``memory_budget_gb``.
+    """
+    from nimosef_engine.segment_track import frame_spacing_ms, load_prior
 
     if not 1 <= int(res_factor_z) <= 8:
         raise NimosefInputError("--res-factor-z", "must be between 1 and 8")
+    out_dir = check_output_path(out_dir)
     subj = load_subject_file(subject_path)
     dev = resolve_device(device)
     ckpt, net, pid = load_prior(prior or subj.get("prior_path"), dev)
@@ -65,21 +82,20 @@ def resample_subject(subject_path: str | Path, out_dir: str | Path, res_factor_z
                                               f"not {pid}: pass the right --prior")
     sd = subject_grid(subj)
     f = int(res_factor_z)
-    seg, rec, _, _ = sample_fields(net, subj["code"].to(dev), sd, f, dev,
-                                   subj["pose_matrix"], reporter, "resample")
-    if clean:
-        seg = clean_labels_4d(seg)
-    full_aff, _ = resample_grid_z(sd.source_affine_ras, sd.source_shape, f)
-    tms = subj.get("time_ms")
-    dt = float(np.median(np.diff(tms))) if tms and len(tms) > 1 else None
+    crop, src = int(np.prod(sd.grid_shape)), int(np.prod(sd.source_shape))
+    plan = plan_chunk(memory_budget_gb, net, frame_bytes(crop * f, src * f))
+    log.info(plan.describe())
+    full_aff, full_shape = resample_grid_z(sd.source_affine_ras, sd.source_shape, f)
+    dt = frame_spacing_ms(subj.get("time_ms"))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {
-        "seg": save_nifti(out_dir / f"seg_z{f}.nii.gz", embed_in_source(seg, sd, f), full_aff,
-                          dt),
-        "rec": save_nifti(out_dir / f"rec_z{f}.nii.gz",
-                          embed_in_source(rec, sd, f, fill=sd.intensity_range[0]), full_aff, dt),
-    }
+    paths = {"seg": out_dir / f"seg_z{f}.nii.gz", "rec": out_dir / f"rec_z{f}.nii.gz"}
+    shape4 = (*full_shape, sd.n_frames)
+    with NiftiFrameWriter(paths["seg"], shape4, np.uint8, full_aff, dt) as w_seg, \
+            NiftiFrameWriter(paths["rec"], shape4, np.float32, full_aff, dt) as w_rec:
+        for fr in iter_frames(net, subj["code"].to(dev), sd, f, dev, subj["pose_matrix"],
+                              reporter, "resample", chunk=plan.chunk):
+            seg = clean_labels(fr.labels) if clean else fr.labels
+            w_seg.write_frame(embed_frame(seg, sd, f))
+            w_rec.write_frame(embed_frame(fr.intensity, sd, f, fill=sd.intensity_range[0]))
     return paths
-
-

@@ -23,7 +23,12 @@ import pandas as pd
 import torch
 
 from nimosef_engine import LABEL_NAMES, __version__
-from nimosef_engine.atomic import atomic_path, atomic_write_bytes, atomic_write_text
+from nimosef_engine.atomic import (
+    atomic_path,
+    atomic_write_bytes,
+    atomic_write_text,
+    check_output_path,
+)
 from nimosef_engine.data.preprocess import crop_last3, normalise_intensity, roi_box_at
 from nimosef_engine.data.subject import SubjectData
 from nimosef_engine.device import resolve_device
@@ -32,14 +37,21 @@ from nimosef_engine.fit import FitConfig, fit_subject
 from nimosef_engine.generate import boundary_table, displacement_table
 from nimosef_engine.geometry import HeartFrame, crop_affine, ras_to_voxel, resample_grid_z
 from nimosef_engine.io.cine import Cine, load_cine
-from nimosef_engine.io.nifti import save_nifti
+from nimosef_engine.io.nifti_stream import NiftiFrameWriter
 from nimosef_engine.localise import localise_heart
 from nimosef_engine.losses.objective import subject_tensors
 from nimosef_engine.metrics import cardiac_indices, volumes_ml
 from nimosef_engine.model.checkpoint import load_checkpoint, model_from_checkpoint, prior_id
-from nimosef_engine.postprocess import clean_labels_4d
+from nimosef_engine.postprocess import clean_labels
 from nimosef_engine.progress import ProgressReporter
-from nimosef_engine.sample import embed_in_source, sample_fields
+from nimosef_engine.sample import (
+    DEFAULT_MEMORY_BUDGET_GB,
+    crop_grid,
+    embed_frame,
+    frame_bytes,
+    iter_frames,
+    plan_chunk,
+)
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +88,7 @@ class SegmentTrackOptions:
     lv_center: list[float] | None = None
     rv_point: list[float] | None = None
     ed_frame: int | None = None
+    memory_budget_gb: float = DEFAULT_MEMORY_BUDGET_GB
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -117,7 +130,8 @@ def rotated_frame(frame: HeartFrame, degrees: float) -> HeartFrame:
 
 
 def choose_rotation(net, ckpt: dict, cine: Cine, pose, ed_index: int, opts, preset: dict,
-                    device, reporter: ProgressReporter) -> tuple[HeartFrame, dict[int, float]]:
+                    device, reporter: ProgressReporter, es_index: int | None = None,
+                    es_model_time: float | None = None) -> tuple[HeartFrame, dict[int, float]]:
     """Try in-plane rotations of the localised heart frame; keep the one whose short fit
     explains the intensities best (lowest loss). The image-only LV -> RV direction is off by
     more than 45 degrees in a few percent of cines; the prior's intensity model tells."""
@@ -128,7 +142,8 @@ def choose_rotation(net, ckpt: dict, cine: Cine, pose, ed_index: int, opts, pres
     for i, ang in enumerate(angles):
         reporter.update("localise", (i + 1) / (len(angles) + 1), f"rotation {ang} deg")
         sd = subject_from_cine(cine, rotated_frame(pose.frame, ang), pose.roi_center_ras,
-                               ed_index, opts.roi_mm, "rotation search")
+                               ed_index, opts.roi_mm, "rotation search", es_index,
+                               es_model_time)
         res = fit_subject(net, subject_tensors(sd, device),
                           FitConfig(steps=preset["rotation_steps"], n_points=2000,
                                     seed=opts.seed), ckpt["code_mean"].to(device))
@@ -137,15 +152,38 @@ def choose_rotation(net, ckpt: dict, cine: Cine, pose, ed_index: int, opts, pres
     return rotated_frame(pose.frame, best), losses
 
 
-def cycle_times_from_ed(cine: Cine, ed_index: int) -> np.ndarray:
-    """Model time of each frame: the cine's cycle fraction relative to end-diastole, in [0,1)."""
-    return np.mod(np.asarray(cine.frame_times, np.float64) - cine.frame_times[ed_index], 1.0) \
-        .astype(np.float32)
+def cycle_times_from_ed(cine: Cine, ed_index: int, es_index: int | None = None,
+                        es_model_time: float | None = None) -> np.ndarray:
+    """Model time of each frame: the cine's cycle fraction relative to end-diastole, in [0,1).
+
+    With ``es_index`` and ``es_model_time`` (a prior trained on ED and ES frames only, which
+    knows systole and nothing after it), the cycle is aligned on its ED and ES landmarks: see
+    :func:`align_to_systole`.
+    """
+    tau = np.mod(np.asarray(cine.frame_times, np.float64) - cine.frame_times[ed_index], 1.0)
+    if es_index is not None and es_model_time is not None and 0 <= es_index < len(tau):
+        tau = align_to_systole(tau, float(tau[es_index]), es_model_time)
+    return tau.astype(np.float32)
+
+
+def align_to_systole(tau: np.ndarray, tau_es: float, es_model_time: float) -> np.ndarray:
+    """Cycle fractions ``tau`` (0 = ED) -> model times, piecewise linear on the ED and ES
+    landmarks: systole ``[0, tau_es]`` onto ``[0, es_model_time]`` (the mean ES time of the
+    prior's training subjects), then diastole back from ``es_model_time`` to 0 at the next ED
+    (relaxation as contraction reversed), so every model time lies where the prior was trained.
+    """
+    tau = np.asarray(tau, np.float64)
+    if not 0.0 < tau_es < 1.0:
+        return tau
+    return np.where(tau <= tau_es, tau / tau_es * es_model_time,
+                    es_model_time * (1.0 - tau) / (1.0 - tau_es))
 
 
 def subject_from_cine(cine: Cine, heart: HeartFrame, roi_center_ras, ed_index: int,
-                      roi_mm: float, source: str) -> SubjectData:
-    """Crop ``roi_mm`` around ``roi_center_ras`` and normalise as in preprocessing."""
+                      roi_mm: float, source: str, es_index: int | None = None,
+                      es_model_time: float | None = None) -> SubjectData:
+    """Crop ``roi_mm`` around ``roi_center_ras`` and normalise as in preprocessing; model
+    times from :func:`cycle_times_from_ed`."""
     from nimosef_engine.data.preprocess import intensity_percentiles
 
     lo_hi = intensity_percentiles(cine.frames, source)
@@ -155,7 +193,7 @@ def subject_from_cine(cine: Cine, heart: HeartFrame, roi_center_ras, ed_index: i
         subject_id="subject",
         intensity=np.ascontiguousarray(normalise_intensity(
             crop_last3(cine.frames, offset, shape), lo_hi)),
-        frame_times=cycle_times_from_ed(cine, ed_index),
+        frame_times=cycle_times_from_ed(cine, ed_index, es_index, es_model_time),
         crop_affine_ras=crop_affine(cine.affine_ras, offset),
         heart=heart, frame_indices=np.asarray(cine.frame_indices, np.int32),
         n_frames_cycle=int(cine.n_frames_cycle), source_shape=tuple(cine.shape),
@@ -177,25 +215,12 @@ def segment_track(inputs, out_dir, reporter: ProgressReporter | None = None,
         raise NimosefInputError("--res-factor-z", "must be between 1 and 8")
     if out_dir.exists() and not opts.overwrite:
         raise NimosefInputError(out_dir, "output folder exists: use --overwrite to replace it")
-    if out_dir.exists() and not out_dir.is_dir():
-        raise NimosefInputError(out_dir, "exists and is not a folder")
-    _check_writable(out_dir)
+    check_output_path(out_dir)
     with output_lock(out_dir), atomic_path(out_dir) as tmp:
         tmp.mkdir()
         summary = _run(inputs, tmp, opts, reporter)
     reporter.close()
     return summary
-
-
-def _check_writable(out_dir: Path) -> None:
-    parent = out_dir.parent if str(out_dir.parent) else Path(".")
-    parent = parent.resolve()
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir():
-        raise NimosefInputError(out_dir, f"cannot create the output folder: {parent} is a file")
-    if not os.access(parent, os.W_OK):
-        raise NimosefInputError(out_dir, f"cannot write into {parent} (permission denied)")
 
 
 def _run(inputs: list[Path], out: Path, opts: SegmentTrackOptions,
@@ -210,6 +235,7 @@ def _run(inputs: list[Path], out: Path, opts: SegmentTrackOptions,
     cine = load_cine(inputs, frame_times=opts.frame_times, frame_numbers=opts.frame_numbers,
                      n_frames=opts.n_frames, series=opts.series)
     ckpt, net, pid = load_prior(opts.prior, device)
+    check_memory_budget(cine, net, opts)
     timings["load"] = time.perf_counter() - t0
 
     t = time.perf_counter()
@@ -224,9 +250,13 @@ def _run(inputs: list[Path], out: Path, opts: SegmentTrackOptions,
     if not 0 <= ed_index < cine.n_frames:
         raise NimosefInputError("--ed-frame", f"must be in 0..{cine.n_frames - 1}")
     preset = QUALITY[opts.quality]
+    # a prior trained on ED and ES frames only knows systole: align the cycle on ED and ES
+    es_time = ckpt.get("es_time_mean") if ckpt.get("time_coverage") == "ed_es" else None
+    es_model = pose.es_index if (es_time and pose.es_index not in (-1, ed_index)) else None
     heart, rotation_losses = choose_rotation(net, ckpt, cine, pose, ed_index, opts, preset,
-                                             device, reporter)
-    sd = subject_from_cine(cine, heart, pose.roi_center_ras, ed_index, opts.roi_mm, source)
+                                             device, reporter, es_model, es_time)
+    sd = subject_from_cine(cine, heart, pose.roi_center_ras, ed_index, opts.roi_mm, source,
+                           es_model, es_time)
     timings["localise"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -239,36 +269,12 @@ def _run(inputs: list[Path], out: Path, opts: SegmentTrackOptions,
     code, pose_m = res.code, res.pose_matrix.cpu()
     timings["fit"] = time.perf_counter() - t
 
-    t = time.perf_counter()
     f = int(opts.res_factor_z)
-    seg1, _, _, aff1 = sample_fields(net, code, sd, 1, device, pose_m, reporter, "sample")
-    seg_f, rec_f, probs_f, aff_f = sample_fields(net, code, sd, f, device, pose_m, reporter,
-                                                 "sample", probs=opts.meshes)
-    if opts.clean:
-        seg1, seg_f = clean_labels_4d(seg1), clean_labels_4d(seg_f)
-    timings["sample"] = time.perf_counter() - t
-
+    seg1, vols = sample_and_write(net, code, pose_m, sd, cine, out, opts, device, reporter,
+                                  timings)
     t = time.perf_counter()
-    if opts.meshes:
-        from nimosef_engine.meshes import write_frame_meshes
-
-        for i in range(sd.n_frames):
-            reporter.update("meshes", i / sd.n_frames, f"frame {i + 1}/{sd.n_frames}")
-            write_frame_meshes(probs_f[i], aff_f, out / "meshes", i)
-    timings["meshes"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    reporter.update("write", 0.0, "writing volumes and tables")
-    full_aff_f, _ = resample_grid_z(cine.affine_ras, cine.shape, f)
     tms = cine.trigger_times_ms
-    dt_ms = float(np.median(np.diff(tms))) if tms is not None and len(tms) > 1 else None
-    save_nifti(out / "seg.nii.gz", embed_in_source(seg1, sd, 1), cine.affine_ras, dt_ms)
-    save_nifti(out / f"seg_z{f}.nii.gz", embed_in_source(seg_f, sd, f), full_aff_f, dt_ms)
-    lo = sd.intensity_range[0]
-    save_nifti(out / f"rec_z{f}.nii.gz", embed_in_source(rec_f, sd, f, fill=lo),
-               full_aff_f, dt_ms)
-
-    vols = [volumes_ml(seg1[i], aff1) for i in range(sd.n_frames)]
+    dt_ms = frame_spacing_ms(tms)
     cycle_ms = float(tms[-1] + dt_ms - tms[0]) if dt_ms else None
     volumes = pd.DataFrame({
         "frame": np.arange(sd.n_frames),
@@ -285,7 +291,7 @@ def _run(inputs: list[Path], out: Path, opts: SegmentTrackOptions,
                           frame_times=volumes["time"].to_numpy(), cycle_ms=cycle_ms)
 
     # motion of the ED boundary, in RAS mm
-    bt = boundary_table(seg1[[ed_index]], aff1, [0.0])
+    bt = boundary_table(seg1[[ed_index]], crop_grid(sd, 1)[0], [0.0])
     disp = displacement_table(net, code, sd.heart, bt[["x", "y", "z"]].to_numpy(),
                               bt["label"].to_numpy(), sd.frame_times, None, device, pose_m)
     disp["time"] = np.asarray(cine.frame_times)[disp["frame"].to_numpy()]
@@ -312,10 +318,15 @@ def _run(inputs: list[Path], out: Path, opts: SegmentTrackOptions,
     from nimosef_engine.plots import plot_report
 
     plot_report(cine, seg1, sd, volumes, idx, out / "report.png")
-    timings["write"] = time.perf_counter() - t
+    timings["write"] += time.perf_counter() - t
     summary = {
         "ed_frame": int(idx["ed_index"]), "es_frame": int(idx["es_index"]),
         "localised_ed_frame": int(ed_index),
+        "localised_es_frame": int(pose.es_index),
+        "model_times": [round(float(x), 4) for x in sd.frame_times],
+        "time_model": "aligned on ED and ES, diastole as systole reversed (the prior was "
+                      "trained on ED and ES frames)"
+                      if es_model is not None else "cycle fraction from ED",
         **{k: _num(v) for k, v in idx.items() if k not in ("ed_index", "es_index")},
         "n_frames": int(sd.n_frames), "res_factor_z": f,
         "runtime_s": round(time.perf_counter() - t0, 2), "stage_seconds":
@@ -333,6 +344,102 @@ def _run(inputs: list[Path], out: Path, opts: SegmentTrackOptions,
         indent=1))
     reporter.update("write", 1.0, "done")
     return summary
+
+
+def frame_spacing_ms(trigger_ms) -> float | None:
+    """Median time between frames (ms), or None without trigger times."""
+    if trigger_ms is None or len(trigger_ms) < 2:
+        return None
+    return float(np.median(np.diff(trigger_ms)))
+
+
+def output_frame_bytes(crop_shape, source_shape, factor: int, meshes: bool,
+                       n_frames: int) -> int:
+    """Memory (bytes) :func:`sample_and_write` holds besides the network's chunk: one frame at
+    z factor ``factor`` (with probabilities for meshes), one at the native resolution, and the
+    native crop labels of all ``n_frames`` (kept for the motion table and the report)."""
+    crop, src = int(np.prod(crop_shape)), int(np.prod(source_shape))
+    nbytes = frame_bytes(crop * factor, src * factor, probs=meshes)
+    if factor > 1:
+        nbytes += frame_bytes(crop, src)
+    return nbytes + n_frames * crop
+
+
+def check_memory_budget(cine: Cine, net, opts: SegmentTrackOptions) -> None:
+    """Refuse a budget too small for one frame of output now rather than after fitting: what
+    is in use after loading, plus the normalised crop and its fitting tensors (float32, all
+    frames), plus :func:`output_frame_bytes`. :func:`sample_and_write` checks again."""
+    _, crop_shape = roi_box_at((0, 0, 0), cine.shape, cine.affine_ras, opts.roi_mm)
+    held_for_fit = 2 * 4 * cine.n_frames * int(np.prod(crop_shape))
+    plan_chunk(opts.memory_budget_gb, net, held_for_fit + output_frame_bytes(
+        crop_shape, cine.shape, int(opts.res_factor_z), opts.meshes, cine.n_frames))
+
+
+def sample_and_write(net, code: torch.Tensor, pose_m: torch.Tensor, sd: SubjectData,
+                     cine: Cine, out: Path, opts: SegmentTrackOptions, device,
+                     reporter: ProgressReporter,
+                     timings: dict[str, float]) -> tuple[np.ndarray, list[dict]]:
+    """Frame by frame: sample at the native resolution and at z factor F, clean up, write the
+    meshes, append the frame to ``seg.nii.gz``, ``seg_zF.nii.gz`` and ``rec_zF.nii.gz`` and
+    measure the volumes. Peak memory: one frame plus a chunk sized by ``opts.memory_budget_gb``.
+
+    Returns the cleaned native labels ``(T, x, y, z)`` uint8 on the crop grid and the
+    per-frame volumes (mL). Adds the seconds spent to ``timings`` (sample, meshes, write).
+    """
+    if opts.meshes:  # VTK is loaded only when meshes are asked for
+        from nimosef_engine.meshes import write_frame_meshes
+
+    f, n_t = int(opts.res_factor_z), sd.n_frames
+    plan = plan_chunk(opts.memory_budget_gb, net, output_frame_bytes(
+        sd.grid_shape, cine.shape, f, opts.meshes, n_t))
+    log.info(plan.describe())
+    aff1, aff_f = crop_grid(sd, 1)[0], crop_grid(sd, f)[0]
+    full_aff_f, full_shape_f = resample_grid_z(cine.affine_ras, cine.shape, f)
+    dt_ms = frame_spacing_ms(cine.trigger_times_ms)
+    lo = sd.intensity_range[0]
+    frames_f = iter_frames(net, code, sd, f, device, pose_m, reporter, "sample",
+                           probs=opts.meshes, chunk=plan.chunk)
+    pairs = ((fr, fr) for fr in frames_f) if f == 1 else zip(
+        iter_frames(net, code, sd, 1, device, pose_m, chunk=plan.chunk), frames_f,
+        strict=True)
+    seg1_all = np.empty((n_t, *sd.grid_shape), np.uint8)
+    vols: list[dict] = []
+    for key in ("sample", "meshes", "write"):
+        timings[key] = 0.0
+    with contextlib.ExitStack() as stack:
+        def writer(name: str, shape, dtype, affine) -> NiftiFrameWriter:
+            return stack.enter_context(
+                NiftiFrameWriter(out / name, (*shape, n_t), dtype, affine, dt_ms))
+
+        w_seg1 = writer("seg.nii.gz", cine.shape, np.uint8, cine.affine_ras)
+        w_seg_f = writer(f"seg_z{f}.nii.gz", full_shape_f, np.uint8, full_aff_f)
+        w_rec_f = writer(f"rec_z{f}.nii.gz", full_shape_f, np.float32, full_aff_f)
+        tick = time.perf_counter()
+        for fr1, fr_f in pairs:
+            seg_f = clean_labels(fr_f.labels) if opts.clean else fr_f.labels
+            if f == 1:
+                seg1 = seg_f
+            else:
+                seg1 = clean_labels(fr1.labels) if opts.clean else fr1.labels
+            seg1_all[fr_f.index] = seg1
+            tick = _lap(timings, "sample", tick)
+            if opts.meshes:
+                write_frame_meshes(fr_f.probs, aff_f, out / "meshes", fr_f.index)
+                tick = _lap(timings, "meshes", tick)
+            w_seg1.write_frame(embed_frame(seg1, sd, 1))
+            w_seg_f.write_frame(embed_frame(seg_f, sd, f))
+            w_rec_f.write_frame(embed_frame(fr_f.intensity, sd, f, fill=lo))
+            vols.append(volumes_ml(seg1, aff1))
+            tick = _lap(timings, "write", tick)
+        reporter.update("write", 0.0, "writing volumes and tables")
+    _lap(timings, "write", tick)
+    return seg1_all, vols
+
+
+def _lap(timings: dict[str, float], key: str, since: float) -> float:
+    now = time.perf_counter()
+    timings[key] += now - since
+    return now
 
 
 def _num(v):

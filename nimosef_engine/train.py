@@ -23,6 +23,7 @@ import torch.distributed as dist
 from torch import nn
 
 from nimosef_engine.atomic import atomic_write_text
+from nimosef_engine.augment import Augmentation, AugmentConfig, augmentation_table
 from nimosef_engine.data.subject import SubjectData
 from nimosef_engine.device import resolve_device
 from nimosef_engine.errors import NimosefInputError
@@ -48,6 +49,7 @@ class TrainConfig:
     split: str = "train"
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossWeights = field(default_factory=LossWeights)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     epochs: int = 100
     n_points: int = 4000
     lr_net: float = 5e-4
@@ -76,29 +78,36 @@ class TrainConfig:
         d = dict(d)
         model = ModelConfig(**d.pop("model", {}))
         loss = LossWeights(**d.pop("loss", {}))
+        augment = AugmentConfig(**d.pop("augment", {}))
         unknown = set(d) - set(cls.__dataclass_fields__)
         if unknown:
             raise NimosefInputError("config", f"unknown training option(s): {sorted(unknown)}")
-        return cls(model=model, loss=loss, **d)
+        return cls(model=model, loss=loss, augment=augment, **d)
 
 
 class AutoDecoder(nn.Module):
-    """Network + code table; ``forward`` is one subject's loss (one call per step, as DDP wants)."""
+    """Network + code table; ``forward`` is one code's loss (one call per step, as DDP wants).
 
-    def __init__(self, cfg: ModelConfig, n_subjects: int, seed: int = 0):
+    Code ``k`` belongs to ``table[k]``: a training subject, or an augmented copy of one.
+    """
+
+    def __init__(self, cfg: ModelConfig, table: list[Augmentation], seed: int = 0):
         super().__init__()
         self.net = NimosefNet(cfg)
-        self.codes = nn.Embedding(n_subjects, cfg.code_dim)
+        self.table = table
+        self.codes = nn.Embedding(len(table), cfg.code_dim)
         g = torch.Generator().manual_seed(seed)
         with torch.no_grad():
-            self.codes.weight.copy_(torch.randn(n_subjects, cfg.code_dim, generator=g)
+            self.codes.weight.copy_(torch.randn(len(table), cfg.code_dim, generator=g)
                                     * (0.01 / math.sqrt(cfg.code_dim)))
 
     def forward(self, st: SubjectTensors, index: int, n_points: int, weights: LossWeights,
                 epoch: int, generator: torch.Generator):
         code = self.codes.weight[index]
+        aug = self.table[index]
         return nimosef_loss(self.net, code, st, n_points=n_points, weights=weights,
-                            epoch=epoch, generator=generator, use_labels=True)
+                            epoch=epoch, generator=generator, use_labels=True,
+                            coords_fn=aug.coords_fn(), intensity_fn=aug.intensity_fn())
 
 
 def _dist_info() -> tuple[int, int]:
@@ -148,7 +157,8 @@ def train(cfg: TrainConfig, resume: bool = False, reporter: ProgressReporter | N
         subjects, manifest = load_training_subjects(cfg)
     manifest = manifest or {}
     tensors = [subject_tensors(s, device, seed=cfg.seed) for s in subjects]
-    model = AutoDecoder(cfg.model, len(subjects), cfg.seed).to(device)
+    table = augmentation_table(len(subjects), cfg.augment, cfg.seed)
+    model = AutoDecoder(cfg.model, table, cfg.seed).to(device)
     opt = torch.optim.AdamW([
         {"params": model.net.parameters(), "lr": cfg.lr_net, "weight_decay": cfg.weight_decay},
         {"params": model.codes.parameters(), "lr": cfg.lr_code, "weight_decay": 0.0},
@@ -171,7 +181,7 @@ def train(cfg: TrainConfig, resume: bool = False, reporter: ProgressReporter | N
             find_unused_parameters=True)  # motion heads idle before the warm-up starts
     use_amp = cfg.amp and device.type == "cuda"
     writer = _tensorboard(out / "tensorboard") if rank == 0 else None
-    n = len(subjects)
+    n = len(table)
     steps_per_epoch = math.ceil(n / world)
     t_start = time.time()
     for epoch in range(start_epoch, cfg.epochs):
@@ -190,7 +200,8 @@ def train(cfg: TrainConfig, resume: bool = False, reporter: ProgressReporter | N
                                                 * world + rank)
             opt.zero_grad(set_to_none=True)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                loss, parts = ddp_model(tensors[idx], idx, cfg.n_points, cfg.loss, epoch, gen)
+                loss, parts = ddp_model(tensors[table[idx].subject], idx, cfg.n_points, cfg.loss,
+                                        epoch, gen)
             loss.backward()
             if cfg.grad_clip:
                 nn.utils.clip_grad_norm_(model.net.parameters(), cfg.grad_clip)
@@ -228,6 +239,10 @@ def _save(path: Path, model: AutoDecoder, opt, cfg: TrainConfig, epoch: int,
         "model_config": cfg.model.to_dict(),
         "codes": codes,
         "code_mean": codes.mean(0),
+        "code_subjects": [a.subject for a in model.table],
+        # which cycle times the prior has seen: ED and ES only, or whole cines
+        "time_coverage": "ed_es" if all(s.n_frames <= 2 for s in subjects) else "full",
+        "es_time_mean": float(np.mean([max(s.frame_times) for s in subjects])),
         "subject_ids": [s.subject_id for s in subjects],
         "norm_scale_mm": float(subjects[0].heart.scale_mm),
         "population_bbox_mm": manifest.get("population_bbox_mm"),

@@ -5,11 +5,10 @@ from __future__ import annotations
 import argparse
 import io
 import json
-from pathlib import Path
 
 import torch
 
-from nimosef_engine.atomic import atomic_write_bytes, atomic_write_text
+from nimosef_engine.atomic import atomic_write_bytes, atomic_write_text, check_output_path
 from nimosef_engine.device import resolve_device
 from nimosef_engine.fit import FitConfig, fit_subject
 from nimosef_engine.losses.objective import subject_tensors
@@ -38,6 +37,8 @@ def fit_steps_default(ckpt: dict) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    out = check_output_path(args.out, folder=False)
+    check_output_path(out.with_suffix(".losses.json"), folder=False)
     device = resolve_device(args.device)
     ckpt = load_checkpoint(args.checkpoint)
     net = model_from_checkpoint(ckpt, device)
@@ -59,7 +60,6 @@ def run(args: argparse.Namespace) -> int:
     torch.save({"subject_ids": [s.subject_id for s in subjects], "codes": torch.stack(codes),
                 "pose_matrices": torch.stack(poses), "fit_config": cfg.to_dict(),
                 "prior_id": prior_id(ckpt)}, buf)
-    out = Path(args.out)
     atomic_write_bytes(out, buf.getvalue())
     atomic_write_text(out.with_suffix(".losses.json"), json.dumps(losses))
     print(out)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from nimosef_engine.atomic import atomic_path
+from nimosef_engine.atomic import atomic_path, check_output_path
 from nimosef_engine.device import resolve_device
 from nimosef_engine.errors import NimosefInputError
 from nimosef_engine.generate import generate_subject
@@ -33,9 +33,21 @@ def code_table(ckpt: dict, codes_path: str | None) -> dict[str, tuple[torch.Tens
     table = {sid: (ckpt["codes"][i], None) for i, sid in enumerate(ckpt.get("subject_ids", []))}
     if codes_path:
         p = Path(codes_path)
+        if p.is_dir():
+            raise NimosefInputError(p, "is a directory, expected a codes file (.pt) written by "
+                                       "`nimosef fit`")
         if not p.is_file():
             raise NimosefInputError(p, "codes file not found")
-        c = torch.load(p, weights_only=False)
+        try:
+            c = torch.load(p, map_location="cpu", weights_only=False)
+        except Exception as exc:  # torch raises many types for a damaged or foreign file
+            raise NimosefInputError(p, f"not a readable codes file ({exc.__class__.__name__})") \
+                from None
+        keys = ("subject_ids", "codes", "pose_matrices")
+        if not isinstance(c, dict) or any(k not in c for k in keys) \
+                or not len(c["subject_ids"]) == len(c["codes"]) == len(c["pose_matrices"]):
+            raise NimosefInputError(p, "not a codes file written by `nimosef fit` (needs "
+                                       "subject_ids, codes and pose_matrices of equal length)")
         for i, sid in enumerate(c["subject_ids"]):
             table[sid] = (c["codes"][i], c["pose_matrices"][i])
     return table
@@ -44,6 +56,7 @@ def code_table(ckpt: dict, codes_path: str | None) -> dict[str, tuple[torch.Tens
 def run(args: argparse.Namespace) -> int:
     if not 1 <= args.res_factor_z <= 8:
         raise NimosefInputError("--res-factor-z", "must be between 1 and 8")
+    out = check_output_path(args.out)
     device = resolve_device(args.device)
     ckpt = load_checkpoint(args.checkpoint)
     net = model_from_checkpoint(ckpt, device)
@@ -54,7 +67,6 @@ def run(args: argparse.Namespace) -> int:
         raise NimosefInputError(args.codes or args.checkpoint,
                                 f"no fitted code for {missing[:5]}: run `nimosef fit` first")
     reporter = make_reporter(args.progress)
-    out = Path(args.out)
     with cancel_on_signals(reporter), atomic_path(out) as tmp:
         tmp.mkdir()
         if out.is_dir():  # keep what an earlier run wrote there

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from nimosef_engine.atomic import atomic_path
+from nimosef_engine.atomic import atomic_path, check_output_path
 from nimosef_engine.errors import NimosefInputError
 from nimosef_engine.io.nifti import load_nifti
 from nimosef_engine.metrics import CLASS_NAMES, indices_from_metrics, subject_metrics
@@ -50,7 +50,7 @@ def _load_labels(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if not np.all(data == np.round(data)):
         raise NimosefInputError(path, "label map holds non-integer values")
     values = np.unique(data)
-    bad = [v for v in values.tolist() if int(v) not in (0, *CLASS_NAMES)]
+    bad = [int(v) for v in values.tolist() if int(v) not in (0, *CLASS_NAMES)]
     if bad:
         raise NimosefInputError(path, f"unexpected label values {bad[:5]}; expected 0..3 "
                                       "(NIMOSEF: 1 LV, 2 MYO, 3 RV)")
@@ -149,12 +149,15 @@ def evaluate_pred_dir(pred_dir: str | Path, out_dir: str | Path | None = None,
     ``{id}_seg_gt.nii.gz``. Returns the summary table (one row per subject).
     """
     pred_dir = Path(pred_dir)
+    if pred_dir.exists() and not pred_dir.is_dir():
+        raise NimosefInputError(pred_dir, "is a file, expected the folder of generated "
+                                          "segmentations")
     if not pred_dir.is_dir():
         raise NimosefInputError(pred_dir, "prediction folder not found")
     subjects = list(subjects) if subjects else discover_subjects(pred_dir)
     if not subjects:
         raise NimosefInputError(pred_dir, f"no *{GT_SUFFIX} file: nothing to evaluate")
-    out_dir = Path(out_dir) if out_dir is not None else pred_dir / "metrics"
+    out_dir = check_output_path(out_dir if out_dir is not None else pred_dir / "metrics")
     with atomic_path(out_dir) as tmp:
         tmp.mkdir()
         rows = []

@@ -6,6 +6,7 @@ import argparse
 
 from nimosef_engine.progress import cancel_on_signals, make_reporter
 from nimosef_engine.resample import resample_subject
+from nimosef_engine.sample import DEFAULT_MEMORY_BUDGET_GB
 
 
 def register(sub) -> None:
@@ -16,6 +17,9 @@ def register(sub) -> None:
     p.add_argument("--prior", help="prior checkpoint (default: the one used for fitting)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--no-clean", action="store_true")
+    p.add_argument("--memory-budget-gb", type=float, default=DEFAULT_MEMORY_BUDGET_GB,
+                   help="memory the run may use (GB, default %(default)s): frames are streamed "
+                        "to disk and sampled in chunks sized to stay within it")
     p.add_argument("--progress", choices=["tqdm", "json", "none"], default="tqdm")
     p.set_defaults(func=run)
 
@@ -24,7 +28,8 @@ def run(args: argparse.Namespace) -> int:
     reporter = make_reporter(args.progress)
     with cancel_on_signals(reporter):
         paths = resample_subject(args.subject, args.out, args.res_factor_z, args.prior,
-                                 args.device, not args.no_clean, reporter)
+                                 args.device, not args.no_clean, reporter,
+                                 args.memory_budget_gb)
     reporter.close()
     if args.progress != "json":
         for p in paths.values():

@@ -6,6 +6,7 @@ import argparse
 import json
 
 from nimosef_engine.progress import cancel_on_signals, make_reporter
+from nimosef_engine.sample import DEFAULT_MEMORY_BUDGET_GB
 from nimosef_engine.segment_track import QUALITY, segment_track
 
 
@@ -38,6 +39,9 @@ def register(sub) -> None:
     p.add_argument("--roi-mm", type=float, default=160.0)
     p.add_argument("--no-clean", action="store_true", help="keep raw label maps")
     p.add_argument("--no-meshes", action="store_true")
+    p.add_argument("--memory-budget-gb", type=float, default=DEFAULT_MEMORY_BUDGET_GB,
+                   help="memory the run may use (GB, default %(default)s): frames are streamed "
+                        "to disk and sampled in chunks sized to stay within it")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     p.add_argument("--progress", choices=["tqdm", "json", "none"], default="tqdm")
     p.set_defaults(func=run)
@@ -52,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
             roi_mm=args.roi_mm, clean=not args.no_clean, meshes=not args.no_meshes,
             overwrite=args.overwrite, frame_times=args.frame_times,
             frame_numbers=args.frame_numbers, n_frames=args.n_frames, series=args.series,
-            lv_center=args.lv_center, rv_point=args.rv_point, ed_frame=args.ed_frame)
+            lv_center=args.lv_center, rv_point=args.rv_point, ed_frame=args.ed_frame,
+            memory_budget_gb=args.memory_budget_gb)
     if args.progress != "json":
         keys = ("ed_frame", "es_frame", "LV_EDV_mL", "LV_ESV_mL", "LV_EF_pct", "RV_EF_pct",
                 "MYO_mass_g", "runtime_s")

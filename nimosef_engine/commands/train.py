@@ -7,9 +7,10 @@ from pathlib import Path
 
 import yaml
 
+from nimosef_engine.atomic import atomic_write_text, check_output_path
 from nimosef_engine.errors import NimosefInputError
 from nimosef_engine.progress import cancel_on_signals, make_reporter
-from nimosef_engine.train import TrainConfig, train
+from nimosef_engine.train import TrainConfig, load_training_subjects, train
 
 FLAGS = {  # CLI flag -> (config key, type)
     "epochs": int, "n_points": int, "lr_net": float, "lr_code": float, "seed": int,
@@ -17,6 +18,7 @@ FLAGS = {  # CLI flag -> (config key, type)
     "split": str, "threads": int,
 }
 MODEL_FLAGS = {"width": int, "depth": int, "code_dim": int}
+AUGMENT_FLAGS = {"copies": int}  # --augment-copies
 
 
 def load_config(path: str | Path | None) -> dict:
@@ -48,6 +50,8 @@ def register(sub) -> None:
     p.add_argument("--progress", choices=["tqdm", "json", "none"], default="tqdm")
     for name, typ in {**FLAGS, **MODEL_FLAGS}.items():
         p.add_argument("--" + name.replace("_", "-"), type=typ, dest=name)
+    p.add_argument("--augment-copies", type=int, dest="copies",
+                   help="augmented copies per training subject, each with its own code")
     p.set_defaults(func=run)
 
 
@@ -64,6 +68,11 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         if getattr(args, key, None) is not None:
             model[key] = getattr(args, key)
     d["model"] = model
+    augment = dict(d.get("augment", {}))
+    for key in AUGMENT_FLAGS:
+        if getattr(args, key, None) is not None:
+            augment[key] = getattr(args, key)
+    d["augment"] = augment
     if args.no_amp:
         d["amp"] = False
     cfg = TrainConfig.from_dict(d)
@@ -74,15 +83,15 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
-    out = Path(cfg.out)
+    out = check_output_path(cfg.out)
     if out.exists() and (out / "checkpoint.pt").exists() and not args.resume:
         raise NimosefInputError(out, "already holds a checkpoint: use --resume or another --out")
+    subjects, manifest = load_training_subjects(cfg)  # a bad dataset fails before OUT exists
     out.mkdir(parents=True, exist_ok=True)
-    from nimosef_engine.atomic import atomic_write_text
-
     atomic_write_text(out / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     reporter = make_reporter(args.progress)
     with cancel_on_signals(reporter):
-        path = train(cfg, resume=args.resume, reporter=reporter)
+        path = train(cfg, resume=args.resume, reporter=reporter, subjects=subjects,
+                     manifest=manifest)
     print(path)
     return 0

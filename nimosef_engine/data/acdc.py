@@ -93,6 +93,8 @@ def remap_acdc_labels(labels: np.ndarray) -> np.ndarray:
 def find_subjects(root: str | Path) -> dict[str, Path]:
     """``{"sub-001": root/patient001, ...}`` sorted; raises when there is none."""
     root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise NimosefInputError(root, "is a file, expected the dataset folder")
     if not root.is_dir():
         raise NimosefInputError(root, "dataset folder not found")
     found = {normalise_subject_id(p.name): p for p in sorted(root.iterdir())

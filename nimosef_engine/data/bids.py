@@ -52,6 +52,8 @@ def roi_path(root: Path, sid: str) -> Path:
 def find_subjects(root: str | Path) -> dict[str, Path]:
     """``{"sub-X": root}`` for every ``ROOT/sub-X/`` folder, sorted; raises when none."""
     root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise NimosefInputError(root, "is a file, expected the dataset folder")
     if not root.is_dir():
         raise NimosefInputError(root, "dataset folder not found")
     found = {p.name: root for p in sorted(root.iterdir())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -78,25 +80,34 @@ class SubjectData:
 
     @classmethod
     def load(cls, path: str | Path) -> SubjectData:
+        """Read a subject ``.npz``; NimosefInputError for a missing, damaged or foreign file."""
         path = Path(path)
+        if path.is_dir():
+            raise NimosefInputError(path, "is a directory, expected a preprocessed subject .npz")
         try:
-            z = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise NimosefInputError(path, f"not a readable preprocessed subject ({exc})") from None
-        with z:
-            return cls(
-                subject_id=str(z["subject_id"]),
-                intensity=z["intensity"],
-                frame_times=z["frame_times"],
-                crop_affine_ras=z["crop_affine_ras"],
-                heart=HeartFrame(z["heart_origin_ras"], z["heart_rotation"],
-                                 float(z["heart_scale_mm"])),
-                labels=z["labels"] if "labels" in z.files else None,
-                frame_indices=z["frame_indices"],
-                n_frames_cycle=int(z["n_frames_cycle"]),
-                source_shape=tuple(int(v) for v in z["source_shape"]),
-                crop_offset=tuple(int(v) for v in z["crop_offset"]),
-                source_affine_ras=z["source_affine_ras"] if "source_affine_ras" in z.files
-                else None,
-                intensity_range=tuple(float(v) for v in z["intensity_range"]),
-            )
+            with np.load(path, allow_pickle=False) as z:
+                return cls._from_npz(z)
+        except KeyError as exc:
+            raise NimosefInputError(path, f"not a preprocessed subject (no array {exc})") from None
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+            raise NimosefInputError(path, f"not a readable preprocessed subject "
+                                          f"({exc.__class__.__name__}: {exc})") from None
+
+    @classmethod
+    def _from_npz(cls, z) -> SubjectData:
+        return cls(
+            subject_id=str(z["subject_id"]),
+            intensity=z["intensity"],
+            frame_times=z["frame_times"],
+            crop_affine_ras=z["crop_affine_ras"],
+            heart=HeartFrame(z["heart_origin_ras"], z["heart_rotation"],
+                             float(z["heart_scale_mm"])),
+            labels=z["labels"] if "labels" in z.files else None,
+            frame_indices=z["frame_indices"],
+            n_frames_cycle=int(z["n_frames_cycle"]),
+            source_shape=tuple(int(v) for v in z["source_shape"]),
+            crop_offset=tuple(int(v) for v in z["crop_offset"]),
+            source_affine_ras=z["source_affine_ras"] if "source_affine_ras" in z.files
+            else None,
+            intensity_range=tuple(float(v) for v in z["intensity_range"]),
+        )

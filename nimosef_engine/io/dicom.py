@@ -13,11 +13,14 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import SimpleITK as sitk
 
 from nimosef_engine.errors import NimosefInputError
+
+if TYPE_CHECKING:  # SimpleITK is imported where it is used: NIfTI users never load it
+    import SimpleITK as sitk
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +104,8 @@ def _floats(value: str | None, n: int | None = None) -> np.ndarray | None:
 
 def read_image_info(path: Path) -> DicomImageInfo | None:
     """Header of one file, or ``None`` when it is not a readable DICOM image."""
+    import SimpleITK as sitk
+
     reader = sitk.ImageFileReader()
     reader.SetImageIO("GDCMImageIO")
     reader.SetFileName(str(path))
@@ -180,7 +185,8 @@ def _select_series(folder: Path, groups: dict[str, list[DicomImageInfo]],
     if len(cines) > 1:
         listing = "; ".join(_describe(u, groups[u], uids.index(u)) for u in cines)
         raise NimosefInputError(folder, f"{len(cines)} cine series in folder: {listing}; "
-                                        "choose one with series= (index, UID or description)")
+                                        "choose one with --series (series= in Python): index, "
+                                        "UID or description")
     if len(uids) == 1:
         return uids[0]
     raise NimosefInputError(folder, f"not a cine: no series with trigger times; series: "
@@ -312,6 +318,8 @@ def scan_dicom_cine(source: Path | Sequence[Path], series: int | str | None = No
 
 def read_pixels(layout: DicomCineLayout) -> np.ndarray:
     """Pixel data of a sorted series as ``(T, X, Y, Z)`` float32 (rescale slope applied)."""
+    import SimpleITK as sitk
+
     n_slices, n_phases = len(layout.files), len(layout.files[0])
     out = np.zeros((n_phases, *layout.shape_xy, n_slices), dtype=np.float32)
     for k, row in enumerate(layout.files):

@@ -17,6 +17,27 @@ MAX_SPACING_MM = 50.0
 MIN_SPACING_MM = 0.05
 
 
+def _stored_pixdim(path: Path) -> np.ndarray | None:
+    """Spatial ``pixdim`` (up to 3 values, one per spatial dimension) as stored in the file.
+
+    nibabel silently replaces a zero ``pixdim`` by 1 when it loads a header, which would turn a
+    broken voxel size into 1 mm; read the header unchecked to see the stored values. None when
+    the file does not start with a NIfTI-1/2 header (``nib.load`` then reports the problem).
+    """
+    try:
+        with nib.openers.ImageOpener(str(path)) as fobj:
+            block = fobj.read(nib.Nifti2Header.template_dtype.itemsize)
+    except (OSError, EOFError, zlib.error):
+        return None  # not gzip, unreadable: nib.load says what is wrong
+    for klass in (nib.Nifti1Header, nib.Nifti2Header):
+        size = klass.template_dtype.itemsize
+        if len(block) >= size and klass.may_contain_header(block[:size]):
+            header = klass(block[:size], check=False)
+            n_spatial = int(np.clip(header["dim"][0], 0, 3))
+            return np.asarray(header["pixdim"][1:1 + n_spatial], dtype=np.float64)
+    return None
+
+
 def load_nifti(path: str | Path, ndim: int | tuple[int, ...] | None = None,
                dtype=np.float32) -> tuple[np.ndarray, np.ndarray]:
     """Load a NIfTI file as ``(array, affine_ras)`` with the true voxel spacing.
@@ -31,10 +52,14 @@ def load_nifti(path: str | Path, ndim: int | tuple[int, ...] | None = None,
     if path.is_dir():
         raise NimosefInputError(path, "is a directory, expected a NIfTI file")
     try:
+        pixdim = _stored_pixdim(path)
+        if pixdim is not None and (not np.all(np.isfinite(pixdim)) or np.any(pixdim == 0)):
+            raise NimosefInputError(path, f"invalid voxel size: pixdim "
+                                          f"{np.round(pixdim, 4).tolist()} (zero or not finite)")
         img = nib.load(str(path))
         data = np.asarray(img.dataobj)
     except (OSError, EOFError, zlib.error, gzip.BadGzipFile, ValueError,
-            nib.filebasedimages.ImageFileError) as exc:
+            nib.filebasedimages.ImageFileError, nib.spatialimages.HeaderDataError) as exc:
         raise NimosefInputError(path, f"not a readable NIfTI file ({exc.__class__.__name__}: "
                                       f"{str(exc).splitlines()[0][:120]})") from None
     while data.ndim > 3 and data.shape[-1] == 1:

@@ -12,13 +12,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import SimpleITK as sitk
 
 from nimosef_engine.errors import NimosefInputError
 from nimosef_engine.io.dicom import LPS_TO_RAS
 from nimosef_engine.io.nifti import MAX_SPACING_MM, MIN_SPACING_MM
+
+if TYPE_CHECKING:  # SimpleITK is imported where it is used: NIfTI users never load it
+    import SimpleITK as sitk
 
 NRRD_MAGIC = b"NRRD"
 TIME_UNITS_MS = {"ms": 1.0, "msec": 1.0, "millisecond": 1.0, "milliseconds": 1.0,
@@ -84,6 +87,8 @@ def read_nrrd(path: str | Path) -> NrrdVolume:
     Raises :class:`NimosefInputError` naming the file for a missing/unreadable file, a wrong
     magic, truncated data, a 2D or vector (e.g. RGB) image, absurd spacing or a zero-size axis.
     """
+    import SimpleITK as sitk
+
     path = Path(path)
     if not path.exists():
         raise NimosefInputError(path, "file not found")

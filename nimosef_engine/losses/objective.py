@@ -107,13 +107,15 @@ def nimosef_loss(net, code: torch.Tensor, st: SubjectTensors, *, n_points: int,
                  weights: LossWeights, epoch: int, generator: torch.Generator,
                  use_labels: bool = True, frame: int | None = None,
                  pred_boundary: list[torch.Tensor | None] | None = None,
-                 coords_fn=None, max_boundary_points: int = 1000
+                 coords_fn=None, intensity_fn=None, max_boundary_points: int = 1000
                  ) -> tuple[torch.Tensor, dict[str, float]]:
     """Loss of one subject at ED and one other frame.
 
     ``code (C,)``. ``frame``: the non-ED frame (random when None). ``pred_boundary``: boundary
     voxel indices per frame to use instead of the labels' (test-time motion fitting).
-    ``coords_fn``: optional differentiable map applied to coordinates (pose refinement).
+    ``coords_fn``: optional differentiable map applied to coordinates (pose refinement, or an
+    augmented copy's transform). ``intensity_fn``: optional map of the observed intensities
+    (an augmented copy's contrast).
     ``max_boundary_points``: ED boundary points moved per step (a random subset).
     Returns the total and a dict of the (unweighted) parts.
     """
@@ -134,7 +136,8 @@ def nimosef_loss(net, code: torch.Tensor, st: SubjectTensors, *, n_points: int,
     for f in frames:
         t = st.frame_times[f].expand(coords.shape[0], 1)
         out = net(coords, t, code, with_motion=(f == ed and need_motion))
-        li = intensity_loss(out.intensity, st.intensity[f, idx])
+        target = st.intensity[f, idx]
+        li = intensity_loss(out.intensity, intensity_fn(target) if intensity_fn else target)
         parts["intensity"] = parts.get("intensity", 0) + li
         total = total + weights.intensity * li
         if use_labels and st.labels is not None and weights.seg > 0:

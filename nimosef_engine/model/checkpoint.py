@@ -51,6 +51,8 @@ def save_checkpoint(path: str | Path, payload: dict) -> None:
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
     """Load a checkpoint dict; NimosefInputError if it is not one."""
     path = Path(path)
+    if path.is_dir():
+        raise NimosefInputError(path, "is a directory, expected a checkpoint file (.pt)")
     if not path.is_file():
         raise NimosefInputError(path, "checkpoint not found")
     try:

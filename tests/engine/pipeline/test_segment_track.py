@@ -22,6 +22,8 @@ from nimosef_engine.geometry import resample_grid_z
 from nimosef_engine.io.nifti import load_nifti
 from nimosef_engine.meshes import polydata_points, read_vtp
 from nimosef_engine.metrics import dice
+from nimosef_engine.model.checkpoint import load_checkpoint
+from nimosef_engine.segment_track import BUNDLED_PRIOR, align_to_systole
 
 DATA = Path(__file__).resolve().parents[2] / "data"
 P090 = DATA / "acdc" / "patient090"
@@ -63,6 +65,14 @@ def test_outputs_overlay_the_input_and_are_complete(st_090):
         assert key in summary, key
     assert summary["n_frames"] == 12 and summary["device"] == "cpu"
     assert 0 < summary["LV_EF_pct"] < 100
+    # the bundled prior saw ED and ES only: the cycle is aligned on them, so model times run
+    # from 0 at the localised ED up to the prior's mean ES time at the localised ES and back
+    ck = load_checkpoint(BUNDLED_PRIOR)
+    times = np.asarray(summary["model_times"])
+    assert summary["time_model"].startswith("aligned on ED and ES")
+    assert times[summary["localised_ed_frame"]] == 0.0
+    assert times[summary["localised_es_frame"]] == pytest.approx(ck["es_time_mean"], abs=1e-4)
+    assert times.max() == pytest.approx(ck["es_time_mean"], abs=1e-4)
     vols = pd.read_csv(st_090 / "volumes.csv")
     assert list(vols.columns) == ["frame", "time", "time_ms", "LV_mL", "MYO_mL", "RV_mL"]
     assert len(vols) == 12
@@ -70,6 +80,9 @@ def test_outputs_overlay_the_input_and_are_complete(st_090):
     np.testing.assert_allclose(vols["LV_mL"], [(seg[..., f] == 1).sum() * voxel_ml
                                                for f in range(12)])
     assert summary["LV_EDV_mL"] == pytest.approx(vols["LV_mL"].max(), abs=1e-3)
+    # the myocardium is nearly incompressible: its volume stays within 35 % of its median
+    myo = vols["MYO_mL"].to_numpy()
+    assert np.abs(myo / np.median(myo) - 1).max() < 0.35, myo
     motion = pd.read_parquet(st_090 / "motion.parquet")
     assert {"frame", "time", "x", "y", "z", "ux", "uy", "uz"} <= set(motion.columns)
     assert sorted(motion["frame"].unique()) == list(range(12))
@@ -224,3 +237,13 @@ def test_bad_inputs_give_a_clear_error_and_no_output(tmp_path, capsys):
         assert err.count("\n") == 1, (name, err)
         assert not out.exists(), name
         assert not Path(str(out) + ".lock").exists(), name
+
+
+def test_cycle_alignment_maps_systole_and_mirrors_diastole():
+    tau = np.arange(12) / 12  # ED at 0, ES at 5/12
+    t = align_to_systole(tau, 5 / 12, 0.37)
+    np.testing.assert_allclose(t[:6], np.arange(6) / 5 * 0.37)  # systole stretched linearly
+    assert t[5] == pytest.approx(0.37) and t.max() == pytest.approx(0.37)
+    assert np.all(np.diff(t[5:]) < 0)  # relaxation runs back towards ED
+    assert t[11] == pytest.approx(0.37 * (1 / 12) / (7 / 12))
+    np.testing.assert_allclose(align_to_systole(tau, 0.0, 0.37), tau)  # no ES: unchanged

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from nimosef_engine.augment import AugmentConfig, augmentation_table
 from nimosef_engine.cli import main
 from nimosef_engine.model.network import ModelConfig
 from nimosef_engine.train import AutoDecoder
@@ -36,18 +37,23 @@ def test_short_training_lowers_the_loss(preprocessed_acdc, tmp_path):
 
 
 def test_resume_gives_the_same_state_as_an_uninterrupted_run(preprocessed_acdc, tmp_path):
-    assert _train(preprocessed_acdc, tmp_path / "full", 4, "--checkpoint-every", "1") == 0
-    assert _train(preprocessed_acdc, tmp_path / "part", 2, "--checkpoint-every", "1") == 0
+    # with augmented copies: their table is drawn again on resume and must be the same
+    aug = ("--augment-copies", "1")
+    assert _train(preprocessed_acdc, tmp_path / "full", 4, "--checkpoint-every", "1", *aug) == 0
+    assert _train(preprocessed_acdc, tmp_path / "part", 2, "--checkpoint-every", "1", *aug) == 0
     # a second run without --resume refuses to overwrite the checkpoint
-    assert _train(preprocessed_acdc, tmp_path / "part", 4) == 2
+    assert _train(preprocessed_acdc, tmp_path / "part", 4, *aug) == 2
     assert _train(preprocessed_acdc, tmp_path / "part", 4, "--resume",
-                  "--checkpoint-every", "1") == 0
+                  "--checkpoint-every", "1", *aug) == 0
     a = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=False)
     b = torch.load(tmp_path / "part" / "checkpoint.pt", weights_only=False)
     for k in a["model_state"]:
         assert torch.equal(a["model_state"][k], b["model_state"][k]), k
     assert torch.equal(a["codes"], b["codes"])
     assert [h["total"] for h in a["history"]] == [h["total"] for h in b["history"]]
+    # one code per subject and per augmented copy, originals first
+    assert a["codes"].shape[0] == 6 and a["code_subjects"] == [0, 1, 2, 0, 1, 2]
+    assert a["train_config"]["augment"]["copies"] == 1
 
 
 def test_ddp_two_processes_on_cpu(preprocessed_acdc, tmp_path):
@@ -62,7 +68,8 @@ def test_ddp_two_processes_on_cpu(preprocessed_acdc, tmp_path):
     assert ck["world_size"] == 2
     assert ck["epoch"] == 2
     # the ranks visited different subjects and averaged gradients: every code moved
-    init = AutoDecoder(ModelConfig(**ck["model_config"]), 3, seed=0).codes.weight.detach()
+    table = augmentation_table(3, AugmentConfig(), 0)
+    init = AutoDecoder(ModelConfig(**ck["model_config"]), table, seed=0).codes.weight.detach()
     moved = (ck["codes"] - init).abs().amax(dim=1)
     assert bool((moved > 1e-6).all()), moved
     assert len(ck["history"]) == 2 and ck["history"][-1]["total"] > 0
@@ -115,3 +122,17 @@ def test_periodic_validation_fits_val_subjects_and_reports_dice(preprocessed_acd
     assert "val_dice_LV" not in hist[0]
     for c in ("LV", "MYO", "RV"):
         assert 0.0 <= hist[1][f"val_dice_{c}"] <= 1.0
+
+
+def test_every_config_in_the_repo_parses():
+    """configs/*.yaml and configs/ablation/*.yaml are valid training configs."""
+    import yaml
+
+    from nimosef_engine.train import TrainConfig
+
+    root = Path(__file__).resolve().parents[3] / "configs"
+    paths = sorted(root.glob("*.yaml")) + sorted(root.glob("ablation/*.yaml"))
+    assert len(paths) >= 7
+    for p in paths:
+        cfg = TrainConfig.from_dict(yaml.safe_load(p.read_text()))
+        assert cfg.epochs > 0 and cfg.model.depth > 0, p
