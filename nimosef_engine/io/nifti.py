@@ -88,11 +88,11 @@ def load_nifti(path: str | Path, ndim: int | tuple[int, ...] | None = None,
     return data, affine
 
 
-def save_nifti(path: str | Path, data: np.ndarray, affine_ras: np.ndarray,
-               time_spacing: float | None = None) -> Path:
-    """Write ``data`` with ``affine_ras`` (sform and qform) atomically; returns the path."""
-    path = Path(path)
-    img = nib.Nifti1Image(np.asarray(data), np.asarray(affine_ras, dtype=np.float64))
+def nifti_image(data: np.ndarray, affine_ras: np.ndarray,
+                time_spacing: float | None = None) -> nib.Nifti1Image:
+    """The image :func:`save_nifti` writes: ``affine_ras`` as sform and qform, mm units and,
+    for 4D, ``time_spacing`` ms between frames."""
+    img = nib.Nifti1Image(data, np.asarray(affine_ras, dtype=np.float64))
     img.header.set_sform(affine_ras, code=1)
     img.header.set_qform(affine_ras, code=1)
     img.header.set_xyzt_units("mm", "msec" if time_spacing else None)
@@ -100,6 +100,14 @@ def save_nifti(path: str | Path, data: np.ndarray, affine_ras: np.ndarray,
         zooms = list(img.header.get_zooms())
         zooms[3] = float(time_spacing)
         img.header.set_zooms(zooms)
+    return img
+
+
+def save_nifti(path: str | Path, data: np.ndarray, affine_ras: np.ndarray,
+               time_spacing: float | None = None) -> Path:
+    """Write ``data`` with ``affine_ras`` (sform and qform) atomically; returns the path."""
+    path = Path(path)
+    img = nifti_image(np.asarray(data), affine_ras, time_spacing)
     suffix = ".nii.gz" if path.name.endswith(".nii.gz") else path.suffix
     with atomic_path(path) as tmp:
         tmp_named = tmp.with_name(tmp.name + suffix)

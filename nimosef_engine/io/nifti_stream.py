@@ -21,6 +21,7 @@ from nibabel.arraywriters import get_slope_inter, make_array_writer
 from nibabel.volumeutils import seek_tell
 
 from nimosef_engine.atomic import atomic_path
+from nimosef_engine.io.nifti import nifti_image
 
 GZIP_LEVEL = 1  # nibabel's default for .nii.gz
 WRITE_BLOCK_BYTES = 16 * 1024 * 1024  # largest piece handed to gzip at once
@@ -36,15 +37,7 @@ def nifti_header(shape: tuple[int, ...], dtype, affine_ras: np.ndarray,
     """
     dtype = np.dtype(dtype)
     stand_in = np.broadcast_to(np.zeros((), dtype), tuple(int(s) for s in shape))
-    affine = np.asarray(affine_ras, dtype=np.float64)
-    img = nib.Nifti1Image(stand_in, affine)
-    img.header.set_sform(affine_ras, code=1)
-    img.header.set_qform(affine_ras, code=1)
-    img.header.set_xyzt_units("mm", "msec" if time_spacing else None)
-    if stand_in.ndim == 4 and time_spacing:
-        zooms = list(img.header.get_zooms())
-        zooms[3] = float(time_spacing)
-        img.header.set_zooms(zooms)
+    img = nifti_image(stand_in, affine_ras, time_spacing)
     img.update_header()
     hdr = img.header
     writer = make_array_writer(stand_in, dtype, hdr.has_data_slope, hdr.has_data_intercept)

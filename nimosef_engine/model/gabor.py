@@ -26,5 +26,9 @@ class GaborLayer(nn.Module):
             self.linear.bias.uniform_(-bound, bound)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        f, s = self.linear(x).split(self.out_features, dim=-1)
+        return self.activate(self.linear(x))
+
+    def activate(self, pre: torch.Tensor) -> torch.Tensor:
+        """The Gabor non-linearity of a pre-activation ``(N, 2 * out_features)``."""
+        f, s = pre.split(self.out_features, dim=-1)
         return torch.cos(self.w0 * f) * torch.exp(-(self.s0 * s).square())

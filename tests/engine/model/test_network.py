@@ -49,3 +49,21 @@ def test_code_changes_the_output():
         b = net(coords, t, torch.ones(16) * 0.1).seg_logits
     assert not torch.allclose(a, b)
     assert math.isfinite(float(a.sum()))
+
+
+def test_one_code_for_all_points_is_the_same_function_as_a_code_per_point():
+    """The shared-code shortcut (the code's share of layer 1 computed once) changes nothing:
+    same outputs and same gradient for the code."""
+    torch.manual_seed(0)
+    net = NimosefNet(ModelConfig(code_dim=32, width=48, depth=3))
+    x, t = torch.rand(500, 3) * 2 - 1, torch.full((500, 1), 0.3)
+    code = (torch.randn(32) * 0.1).requires_grad_(True)
+    shared = net(x, t, code)
+    per_point = net(x, t, code.expand(500, -1))
+    torch.testing.assert_close(shared.seg_logits, per_point.seg_logits, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(shared.intensity, per_point.intensity, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(shared.displacement, per_point.displacement, atol=1e-5,
+                               rtol=1e-5)
+    (g1,) = torch.autograd.grad(shared.seg_logits.square().sum(), code)
+    (g2,) = torch.autograd.grad(per_point.seg_logits.square().sum(), code)
+    torch.testing.assert_close(g1, g2, atol=1e-4, rtol=1e-4)
