@@ -20,7 +20,7 @@ from nimosef_engine.io.cine import load_cine
 from nimosef_engine.localise import localise_heart
 from nimosef_engine.model.checkpoint import load_checkpoint, model_from_checkpoint
 from nimosef_engine.sample import predict_points, sample_fields
-from nimosef_engine.segment_track import BUNDLED_PRIOR, subject_from_cine
+from nimosef_engine.segment_track import BUNDLED_PRIOR, cycle_times_from_ed, subject_from_cine
 
 CINE = ROOT / "tests" / "data" / "acdc" / "patient090" / "patient090_4d.nii.gz"
 
@@ -51,8 +51,8 @@ def main() -> None:
                                         else [])
     cine = load_cine([CINE])
     pose = localise_heart(cine.frames, cine.affine_ras, source=str(CINE))
-    sd = subject_from_cine(cine, pose.frame, pose.roi_center_ras, pose.ed_index, 160.0,
-                           str(CINE))
+    sd = subject_from_cine(cine, pose.frame, pose.roi_center_ras,
+                           cycle_times_from_ed(cine, pose.ed_index), 160.0, str(CINE))
     for dev in devices:
         net = model_from_checkpoint(ckpt, dev)
         code = ckpt["code_mean"].to(dev)

@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
+from nimosef_engine.sample import pose_fn
+
 
 @dataclass
 class AugmentConfig:
@@ -44,8 +46,7 @@ class Augmentation:
         """The coordinate map as a torch function, or None for the identity."""
         if np.allclose(self.matrix, np.eye(4)):
             return None
-        m = torch.from_numpy(self.matrix.astype(np.float32))
-        return lambda x: x @ m[:3, :3].T.to(x.device) + m[:3, 3].to(x.device)
+        return pose_fn(torch.from_numpy(self.matrix))
 
     def intensity_fn(self):
         """The intensity map as a torch function, or None for the identity."""

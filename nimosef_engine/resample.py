@@ -87,7 +87,6 @@ def resample_subject(subject_path: str | Path, out_dir: str | Path, res_factor_z
     log.info(plan.describe())
     full_aff, full_shape = resample_grid_z(sd.source_affine_ras, sd.source_shape, f)
     dt = frame_spacing_ms(subj.get("time_ms"))
-    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"seg": out_dir / f"seg_z{f}.nii.gz", "rec": out_dir / f"rec_z{f}.nii.gz"}
     shape4 = (*full_shape, sd.n_frames)

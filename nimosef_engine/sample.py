@@ -229,7 +229,9 @@ def current_rss_bytes() -> int:
 
 def network_point_bytes(net) -> int:
     """Working memory of the network per point of a chunk (bytes; measured ~4.5 kB at width
-    128: the input row, the Gabor layers' frequency/scale halves and their temporaries)."""
+    128: the input row, the Gabor layers' frequency/scale halves and their temporaries). It
+    counts an input row of ``4 + code_dim`` floats, an upper bound since one shared code no
+    longer goes into the row (:meth:`NimosefNet.features`)."""
     cfg = net.cfg
     return 4 * (4 + cfg.code_dim) + 40 * cfg.width
 

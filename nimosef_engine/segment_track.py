@@ -15,7 +15,7 @@ import json
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -129,27 +129,24 @@ def rotated_frame(frame: HeartFrame, degrees: float) -> HeartFrame:
     return HeartFrame(frame.origin_ras, frame.rotation @ rz, frame.scale_mm)
 
 
-def choose_rotation(net, ckpt: dict, cine: Cine, pose, ed_index: int, opts, preset: dict,
-                    device, reporter: ProgressReporter, es_index: int | None = None,
-                    es_model_time: float | None = None) -> tuple[HeartFrame, dict[int, float]]:
-    """Try in-plane rotations of the localised heart frame; keep the one whose short fit
+def choose_rotation(net, ckpt: dict, sd: SubjectData, opts, preset: dict, device,
+                    reporter: ProgressReporter) -> tuple[HeartFrame, dict[int, float]]:
+    """Try in-plane rotations of ``sd``'s localised heart frame; keep the one whose short fit
     explains the intensities best (lowest loss). The image-only LV -> RV direction is off by
     more than 45 degrees in a few percent of cines; the prior's intensity model tells."""
     angles = preset["rotations"]
     if len(angles) == 1 or opts.rv_point is not None:
-        return pose.frame, {}
+        return sd.heart, {}
     losses: dict[int, float] = {}
     for i, ang in enumerate(angles):
         reporter.update("localise", (i + 1) / (len(angles) + 1), f"rotation {ang} deg")
-        sd = subject_from_cine(cine, rotated_frame(pose.frame, ang), pose.roi_center_ras,
-                               ed_index, opts.roi_mm, "rotation search", es_index,
-                               es_model_time)
-        res = fit_subject(net, subject_tensors(sd, device),
+        turned = replace(sd, heart=rotated_frame(sd.heart, ang))
+        res = fit_subject(net, subject_tensors(turned, device),
                           FitConfig(steps=preset["rotation_steps"], n_points=2000,
                                     seed=opts.seed), ckpt["code_mean"].to(device))
         losses[int(ang)] = round(res.final_loss, 5)
     best = min(losses, key=losses.get)
-    return rotated_frame(pose.frame, best), losses
+    return rotated_frame(sd.heart, best), losses
 
 
 def cycle_times_from_ed(cine: Cine, ed_index: int, es_index: int | None = None,
@@ -179,11 +176,10 @@ def align_to_systole(tau: np.ndarray, tau_es: float, es_model_time: float) -> np
                     es_model_time * (1.0 - tau) / (1.0 - tau_es))
 
 
-def subject_from_cine(cine: Cine, heart: HeartFrame, roi_center_ras, ed_index: int,
-                      roi_mm: float, source: str, es_index: int | None = None,
-                      es_model_time: float | None = None) -> SubjectData:
-    """Crop ``roi_mm`` around ``roi_center_ras`` and normalise as in preprocessing; model
-    times from :func:`cycle_times_from_ed`."""
+def subject_from_cine(cine: Cine, heart: HeartFrame, roi_center_ras, frame_times: np.ndarray,
+                      roi_mm: float, source: str) -> SubjectData:
+    """Crop ``roi_mm`` around ``roi_center_ras`` and normalise as in preprocessing;
+    ``frame_times`` the model time of each frame (:func:`cycle_times_from_ed`)."""
     from nimosef_engine.data.preprocess import intensity_percentiles
 
     lo_hi = intensity_percentiles(cine.frames, source)
@@ -193,7 +189,7 @@ def subject_from_cine(cine: Cine, heart: HeartFrame, roi_center_ras, ed_index: i
         subject_id="subject",
         intensity=np.ascontiguousarray(normalise_intensity(
             crop_last3(cine.frames, offset, shape), lo_hi)),
-        frame_times=cycle_times_from_ed(cine, ed_index, es_index, es_model_time),
+        frame_times=np.asarray(frame_times, np.float32),
         crop_affine_ras=crop_affine(cine.affine_ras, offset),
         heart=heart, frame_indices=np.asarray(cine.frame_indices, np.int32),
         n_frames_cycle=int(cine.n_frames_cycle), source_shape=tuple(cine.shape),
@@ -253,10 +249,10 @@ def _run(inputs: list[Path], out: Path, opts: SegmentTrackOptions,
     # a prior trained on ED and ES frames only knows systole: align the cycle on ED and ES
     es_time = ckpt.get("es_time_mean") if ckpt.get("time_coverage") == "ed_es" else None
     es_model = pose.es_index if (es_time and pose.es_index not in (-1, ed_index)) else None
-    heart, rotation_losses = choose_rotation(net, ckpt, cine, pose, ed_index, opts, preset,
-                                             device, reporter, es_model, es_time)
-    sd = subject_from_cine(cine, heart, pose.roi_center_ras, ed_index, opts.roi_mm, source,
-                           es_model, es_time)
+    times = cycle_times_from_ed(cine, ed_index, es_model, es_time)
+    sd = subject_from_cine(cine, pose.frame, pose.roi_center_ras, times, opts.roi_mm, source)
+    heart, rotation_losses = choose_rotation(net, ckpt, sd, opts, preset, device, reporter)
+    sd = replace(sd, heart=heart)
     timings["localise"] = time.perf_counter() - t
 
     t = time.perf_counter()

@@ -70,10 +70,9 @@ class NimosefNet(nn.Module):
             w, b = first.linear.weight, first.linear.bias
             pre = torch.addmm(w[:, 4:] @ code + b, torch.cat([coords, t], dim=-1), w[:, :4].T)
             x = first.activate(pre)
-            x = x + (self.code_proj(code) if self.code_proj is not None else code)
         else:
             x = first(torch.cat([coords, t, code], dim=-1))
-            x = x + (self.code_proj(code) if self.code_proj is not None else code)
+        x = x + (self.code_proj(code) if self.code_proj is not None else code)
         for layer in self.layers[1:]:
             x = layer(x) + x
         return self.out(x)
