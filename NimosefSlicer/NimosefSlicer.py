@@ -368,10 +368,13 @@ class NimosefSlicerLogic(ScriptedLoadableModuleLogic):
         return job.start()
 
     def startResample(self, results, resFactorZ: int):
+        """Re-sample at a new z factor, the frame on screen first (shown as soon as it is
+        ready), then the whole cine."""
         from NimosefSlicerLib.workflow import ResampleJob
 
+        current = results.cine.browser.GetSelectedItemNumber()
         return ResampleJob(self.context(), results, int(resFactorZ), self.pythonExecutable(),
-                           self.engineParent()).start()
+                           self.engineParent(), preview_frame=max(0, int(current))).start()
 
     def process(self, inputNode, resFactorZ: int = 2, device: str = "auto",
                 quality: str = "standard", priorPath: str | None = None,

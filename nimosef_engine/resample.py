@@ -13,6 +13,7 @@ from nimosef_engine.data.subject import SubjectData
 from nimosef_engine.device import resolve_device
 from nimosef_engine.errors import NimosefInputError
 from nimosef_engine.geometry import HeartFrame, crop_affine, resample_grid_z
+from nimosef_engine.io.nifti import save_nifti
 from nimosef_engine.io.nifti_stream import NiftiFrameWriter
 from nimosef_engine.postprocess import clean_labels
 from nimosef_engine.progress import ProgressReporter
@@ -63,11 +64,15 @@ def subject_grid(subj: dict) -> SubjectData:
 def resample_subject(subject_path: str | Path, out_dir: str | Path, res_factor_z: int,
                      prior: str | Path | None = None, device: str = "auto",
                      clean: bool = True, reporter: ProgressReporter | None = None,
-                     memory_budget_gb: float = DEFAULT_MEMORY_BUDGET_GB) -> dict[str, Path]:
+                     memory_budget_gb: float = DEFAULT_MEMORY_BUDGET_GB,
+                     first_frame: int | None = None) -> dict[str, Path]:
     """Write ``seg_zF.nii.gz`` and ``rec_zF.nii.gz`` of a fitted subject into ``out_dir``.
 
     Frames are sampled, cleaned and appended to the files one at a time, in network chunks
-    sized to keep the process within ``memory_budget_gb``.
+    sized to keep the process within ``memory_budget_gb``. With ``first_frame`` K, frame K is
+    sampled before the others and written alone as ``preview_zF.nii.gz`` (3D intensities),
+    announced by a ``preview`` progress event, so a viewer can show the frame on screen while
+    the rest of the cine is sampled.
     """
     from nimosef_engine.segment_track import frame_spacing_ms, load_prior
 
@@ -81,20 +86,39 @@ def resample_subject(subject_path: str | Path, out_dir: str | Path, res_factor_z
         raise NimosefInputError(subject_path, f"was fitted with prior {subj['prior_id']}, "
                                               f"not {pid}: pass the right --prior")
     sd = subject_grid(subj)
+    if first_frame is not None and not 0 <= int(first_frame) < sd.n_frames:
+        raise NimosefInputError("--first-frame", f"must be in 0..{sd.n_frames - 1}")
     f = int(res_factor_z)
     crop, src = int(np.prod(sd.grid_shape)), int(np.prod(sd.source_shape))
-    plan = plan_chunk(memory_budget_gb, net, frame_bytes(crop * f, src * f))
+    # the preview frame's labels and intensities are held until the stream reaches it
+    held = src * f * (1 + 4) if first_frame is not None else 0
+    plan = plan_chunk(memory_budget_gb, net, frame_bytes(crop * f, src * f) + held)
     log.info(plan.describe())
     full_aff, full_shape = resample_grid_z(sd.source_affine_ras, sd.source_shape, f)
     dt = frame_spacing_ms(subj.get("time_ms"))
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"seg": out_dir / f"seg_z{f}.nii.gz", "rec": out_dir / f"rec_z{f}.nii.gz"}
     shape4 = (*full_shape, sd.n_frames)
+    code, lo = subj["code"].to(dev), sd.intensity_range[0]
+
+    def frames(which=None, progress=reporter):
+        """(index, labels, intensities) of whole frames at z factor f."""
+        for fr in iter_frames(net, code, sd, f, dev, subj["pose_matrix"], progress,
+                              "resample", chunk=plan.chunk, frames=which):
+            seg = clean_labels(fr.labels) if clean else fr.labels
+            yield fr.index, embed_frame(seg, sd, f), embed_frame(fr.intensity, sd, f, fill=lo)
+
+    first = None
+    if first_frame is not None:
+        first = next(frames([int(first_frame)], None))
+        paths["preview"] = save_nifti(out_dir / f"preview_z{f}.nii.gz", first[2], full_aff)
+        if reporter is not None:
+            reporter.update("preview", 1.0, f"frame {first[0]} ready: {paths['preview']}")
+    rest = frames([k for k in range(sd.n_frames) if first is None or k != first[0]])
     with NiftiFrameWriter(paths["seg"], shape4, np.uint8, full_aff, dt) as w_seg, \
             NiftiFrameWriter(paths["rec"], shape4, np.float32, full_aff, dt) as w_rec:
-        for fr in iter_frames(net, subj["code"].to(dev), sd, f, dev, subj["pose_matrix"],
-                              reporter, "resample", chunk=plan.chunk):
-            seg = clean_labels(fr.labels) if clean else fr.labels
-            w_seg.write_frame(embed_frame(seg, sd, f))
-            w_rec.write_frame(embed_frame(fr.intensity, sd, f, fill=sd.intensity_range[0]))
+        for k in range(sd.n_frames):
+            _, seg, rec = first if first is not None and k == first[0] else next(rest)
+            w_seg.write_frame(seg)
+            w_rec.write_frame(rec)
     return paths

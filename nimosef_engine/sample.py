@@ -11,7 +11,7 @@ import ctypes
 import math
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -117,8 +117,10 @@ class SampledFrame:
 def iter_frames(net, code: torch.Tensor, sd: SubjectData, factor: int, device="cpu",
                 pose_matrix: torch.Tensor | None = None, reporter=None,
                 stage: str = "sample", probs: bool = False,
-                chunk: int = DEFAULT_CHUNK) -> Iterator[SampledFrame]:
-    """Sample the subject's frames one at a time on its crop grid at z factor ``factor``.
+                chunk: int = DEFAULT_CHUNK,
+                frames: Sequence[int] | None = None) -> Iterator[SampledFrame]:
+    """Sample the subject's frames one at a time on its crop grid at z factor ``factor``
+    (all of them in order, or the indices in ``frames``).
 
     Memory: the grid's coordinates, one frame of outputs (reused) and ``chunk`` points of
     network activations, whatever the number of frames.
@@ -140,9 +142,11 @@ def iter_frames(net, code: torch.Tensor, sd: SubjectData, factor: int, device="c
     inten = np.empty(shape, np.float32)
     lo, hi = sd.intensity_range
     n_t = sd.n_frames
-    for f, t in enumerate(sd.frame_times):
+    order = range(n_t) if frames is None else [int(f) for f in frames]
+    for i, f in enumerate(order):
         if reporter is not None:
-            reporter.update(stage, f / n_t, f"frame {f + 1}/{n_t}")
+            reporter.update(stage, i / len(order), f"frame {f + 1}/{n_t}")
+        t = sd.frame_times[f]
         predict_points(net, code, coords, float(t), chunk=chunk, probs=probs, out=buf)
         for k, v in host.items():
             if v is not buf[k]:

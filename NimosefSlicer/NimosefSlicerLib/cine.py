@@ -59,9 +59,14 @@ def new_volume_node(array_xyz: np.ndarray, affine_ras: np.ndarray, name: str = "
     """A volume node (not in any scene) holding a ``(X, Y, Z)`` array with ``affine_ras``."""
     node = slicer.vtkMRMLLabelMapVolumeNode() if labelmap else slicer.vtkMRMLScalarVolumeNode()
     node.SetName(name)
+    set_volume_array(node, array_xyz, affine_ras)
+    return node
+
+
+def set_volume_array(node, array_xyz: np.ndarray, affine_ras: np.ndarray) -> None:
+    """Give a volume node the voxels of a ``(X, Y, Z)`` array and the geometry ``affine_ras``."""
     node.SetIJKToRASMatrix(matrix_from_array(np.asarray(affine_ras, dtype=np.float64)))
     slicer.util.updateVolumeFromArray(node, np.ascontiguousarray(np.asarray(array_xyz).T))
-    return node
 
 
 def volume_array_xyz(volume_node) -> np.ndarray:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from . import curves, glyphs
-from .cine import CineNodes, ijk_to_ras, new_sequence, set_sequence_frames
+from .cine import CineNodes, ijk_to_ras, new_sequence, set_sequence_frames, set_volume_array
 from .segments import new_segmentation_node, segment_specs, style_segmentation_display
 
 ROLE = "NIMOSEF.role"
@@ -297,3 +297,14 @@ def update_superres(ctx, results: NimosefResults, resample_dir: str | Path,
     results.proxies["superres"] = proxy
     if not np.allclose(ijk_to_ras(proxy), affine, atol=1e-4):
         raise RuntimeError("the super-resolved proxy did not take the resampled geometry")
+
+
+def show_superres_preview(results: NimosefResults, path: str | Path) -> None:
+    """Show one re-sampled frame (``preview_zF.nii.gz``, 3D) in the super-resolved proxy, on
+    its new grid, while the whole cine is still being sampled. The sequence is not touched:
+    :func:`update_superres` replaces it, or a proxy update from the sequence undoes this."""
+    from nimosef_engine.io.nifti import load_nifti
+
+    frame, affine = load_nifti(Path(path), ndim=3)
+    proxy = results.cine.browser.GetProxyNode(results.sequences["superres"])
+    set_volume_array(proxy, frame, affine)

@@ -76,10 +76,15 @@ def segment_track_args(input_path: str | Path, out_dir: str | Path,
     return args
 
 
-def resample_args(subject_file: str | Path, res_factor_z: int, out_dir: str | Path) -> list[str]:
-    """Arguments of ``nimosef resample`` (re-sample the fitted subject, no fitting)."""
-    return ["resample", str(subject_file), "--res-factor-z", str(int(res_factor_z)),
-            "--out", str(out_dir)]
+def resample_args(subject_file: str | Path, res_factor_z: int, out_dir: str | Path,
+                  first_frame: int | None = None) -> list[str]:
+    """Arguments of ``nimosef resample`` (re-sample the fitted subject, no fitting) with JSON
+    progress; ``first_frame``: the frame to sample and announce (``preview``) first."""
+    args = ["resample", str(subject_file), "--res-factor-z", str(int(res_factor_z)),
+            "--out", str(out_dir), "--progress", "json"]
+    if first_frame is not None:
+        args += ["--first-frame", str(int(first_frame))]
+    return args
 
 
 def engine_env(engine_parent: str | Path | None) -> dict[str, str]:

@@ -206,20 +206,46 @@ def check_results(ctx, res: results.NimosefResults, frames: tuple[int, ...] | No
 
 def check_resample(ctx, res: results.NimosefResults, factor: int, python: str | None,
                    engine_parent: str | Path | None, timeout_s: float | None = None) -> None:
-    """The z-resolution slider path: ``nimosef resample`` updates the super-resolved sequence
-    in place (same sequence node, same browser) onto the new grid."""
+    """The z-resolution slider path: the frame on screen is re-sampled first and shown on the
+    new grid while the sequence still holds the old frames; then ``nimosef resample`` updates
+    the super-resolved sequence in place (same sequence node, same browser)."""
     from nimosef_engine.geometry import resample_grid_z
 
     sequence = res.sequences["superres"]
     n_sync = res.cine.browser.GetNumberOfSynchronizedSequenceNodes()
-    ResampleJob(ctx, res, factor, python, engine_parent).run(timeout_s=timeout_s)
     cine_node = res.cine.sequence.GetNthDataNode(0)
     shape = volume_array_xyz(cine_node).shape
     want_affine, want_shape = resample_grid_z(ijk_to_ras(cine_node), shape, factor)
+    current = res.cine.n_frames - 1
+    res.cine.browser.SetSelectedItemNumber(current)
+    old_shape = volume_array_xyz(sequence.GetNthDataNode(current)).shape
+    seen = []
+
+    def on_event(event) -> None:
+        if event.stage != "preview":
+            return
+        proxy = res.cine.browser.GetProxyNode(sequence)
+        seen.append((volume_array_xyz(proxy), ijk_to_ras(proxy),
+                     volume_array_xyz(sequence.GetNthDataNode(current)).shape))
+
+    job = ResampleJob(ctx, res, factor, python, engine_parent, preview_frame=current)
+    job.run(on_event, timeout_s=timeout_s)
+    _check(len(seen) == 1, f"{len(seen)} preview events, expected 1")
+    preview, preview_affine, held_shape = seen[0]
+    preview_shape = preview.shape
+    _check(preview_shape == tuple(want_shape) and np.allclose(preview_affine, want_affine,
+                                                              atol=1e-4),
+           f"the preview frame is not on the new grid ({preview_shape} != {want_shape})")
+    _check(held_shape == old_shape, "the sequence changed before the whole cine was sampled")
+    _check(not any(job.output_dir.glob("preview_*")), "the preview file was kept")
+    final = volume_array_xyz(res.cine.browser.GetProxyNode(sequence))
     _check(res.sequences["superres"] is sequence, "a new super-resolved sequence was made")
     _check(res.cine.browser.GetNumberOfSynchronizedSequenceNodes() == n_sync,
            "synchronised sequences changed")
     _check(sequence.GetAttribute(results.RES_FACTOR) == str(factor), "factor attribute")
+    _check(np.array_equal(final, volume_array_xyz(sequence.GetNthDataNode(current))),
+           "the frame on screen after the resample is not the sequence's frame")
+    _check(np.array_equal(final, preview), "the preview differs from the frame it previewed")
     for t in (0, res.cine.n_frames - 1):
         res.cine.browser.SetSelectedItemNumber(t)
         proxy = res.cine.browser.GetProxyNode(sequence)

@@ -16,7 +16,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .cine import CineNodes, export_cine_to_nifti
-from .results import OUTPUT_DIR, NimosefResults, import_results, update_superres
+from .results import (
+    OUTPUT_DIR,
+    NimosefResults,
+    import_results,
+    show_superres_preview,
+    update_superres,
+)
 from .runner import (
     EngineError,
     EngineProcess,
@@ -48,9 +54,13 @@ class EngineJob:
 
     def poll(self) -> list[ProgressEvent]:
         events = self.process.poll()
-        if events:
-            self.last_event = events[-1]
+        for event in events:
+            self.handle_event(event)
         return events
+
+    def handle_event(self, event: ProgressEvent) -> None:
+        """Called for every progress event, before the caller sees it."""
+        self.last_event = event
 
     def finished(self) -> bool:
         return self.process.finished()
@@ -79,7 +89,13 @@ class EngineJob:
         """Blocking: start if needed, wait, then :meth:`finish`."""
         if self.process.process is None:
             self.start()
-        self.process.wait(progress_callback, timeout_s)
+
+        def forward(event: ProgressEvent) -> None:
+            self.handle_event(event)
+            if progress_callback is not None:
+                progress_callback(event)
+
+        self.process.wait(forward, timeout_s)
         return self.finish()
 
     def finish(self):
@@ -115,10 +131,15 @@ class SegmentTrackJob(EngineJob):
 
 class ResampleJob(EngineJob):
     """``nimosef resample`` of the fitted subject at a new z factor; updates the
-    super-resolved sequence in place (no fitting again)."""
+    super-resolved sequence in place (no fitting again).
+
+    With ``preview_frame`` (the frame on screen) the engine samples that frame first; it is
+    shown as soon as it is written, the rest of the cine follows. A cancel puts the frame the
+    sequence holds back on screen."""
 
     def __init__(self, ctx, results: NimosefResults, res_factor_z: int,
-                 python: str | None = None, engine_parent: str | Path | None = None):
+                 python: str | None = None, engine_parent: str | Path | None = None,
+                 preview_frame: int | None = None):
         SegmentTrackOptions(res_factor_z=res_factor_z)  # validates the factor
         out_dir = Path(results.sequences["segmentation"].GetAttribute(OUTPUT_DIR)
                        or results.output_dir)
@@ -131,8 +152,21 @@ class ResampleJob(EngineJob):
         self.ctx, self.results, self.res_factor_z = ctx, results, int(res_factor_z)
         self.output_dir = out_dir
         self.resample_dir = work / f"z{int(res_factor_z)}"
-        super().__init__(resample_args(subject, res_factor_z, self.resample_dir),
+        self.preview_shown = False
+        super().__init__(resample_args(subject, res_factor_z, self.resample_dir, preview_frame),
                          python or sys.executable, engine_parent, work, True)
+
+    def handle_event(self, event: ProgressEvent) -> None:
+        super().handle_event(event)
+        if event.stage == "preview" and not self.process.cancelled:
+            show_superres_preview(self.results, self.resample_dir /
+                                  f"preview_z{self.res_factor_z}.nii.gz")
+            self.preview_shown = True
+
+    def cancel(self) -> None:
+        super().cancel()
+        if self.preview_shown:
+            self.ctx.sequences_logic.UpdateProxyNodesFromSequences(self.results.cine.browser)
 
     def finish(self) -> NimosefResults:
         self.check_success()
@@ -140,7 +174,8 @@ class ResampleJob(EngineJob):
             # keep the new volumes beside the run's other outputs (the scene and a saved
             # scene refer to files that stay), then show them
             for f in self.resample_dir.glob("*.nii.gz"):
-                os.replace(f, self.output_dir / f.name)
+                if not f.name.startswith("preview_"):
+                    os.replace(f, self.output_dir / f.name)
             update_superres(self.ctx, self.results, self.output_dir, self.res_factor_z)
         finally:
             self.cleanup()

@@ -20,6 +20,9 @@ def register(sub) -> None:
     p.add_argument("--memory-budget-gb", type=float, default=DEFAULT_MEMORY_BUDGET_GB,
                    help="memory the run may use (GB, default %(default)s): frames are streamed "
                         "to disk and sampled in chunks sized to stay within it")
+    p.add_argument("--first-frame", type=int, metavar="K",
+                   help="sample frame K (0-based) first and write it alone as "
+                        "preview_zF.nii.gz, so a viewer can show it before the whole cine")
     p.add_argument("--progress", choices=["tqdm", "json", "none"], default="tqdm")
     p.set_defaults(func=run)
 
@@ -29,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     with cancel_on_signals(reporter):
         paths = resample_subject(args.subject, args.out, args.res_factor_z, args.prior,
                                  args.device, not args.no_clean, reporter,
-                                 args.memory_budget_gb)
+                                 args.memory_budget_gb, args.first_frame)
     reporter.close()
     if args.progress != "json":
         for p in paths.values():

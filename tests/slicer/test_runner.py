@@ -42,7 +42,9 @@ def test_command_lines_follow_the_engine_contract(tmp_path):
     assert pairs["--progress"] == "json" and pairs["--prior"] == "/p/prior.pt"
     assert pairs["--seed"] == "4" and "--overwrite" in args
     assert runner.resample_args("o/subject.nimosef", 4, "r") == \
-        ["resample", "o/subject.nimosef", "--res-factor-z", "4", "--out", "r"]
+        ["resample", "o/subject.nimosef", "--res-factor-z", "4", "--out", "r",
+         "--progress", "json"]
+    assert runner.resample_args("o/subject.nimosef", 4, "r", 7)[-2:] == ["--first-frame", "7"]
     assert runner.engine_command("py", "resample")[:3] == ["py", "-m", "nimosef_engine"]
     env = runner.engine_env(tmp_path)
     assert env["PYTHONPATH"].split(":")[0] == str(tmp_path)

@@ -19,6 +19,24 @@ def test_gabor_layer_matches_formula():
     torch.testing.assert_close(layer(x), expected)
 
 
+def test_gabor_exp_floor_changes_nothing_above_float32_min():
+    """The floored exponent (fast on CPU) against the plain formula, where much of the
+    Gaussian underflows: the autograd and the in-place inference paths agree with it to
+    float32's smallest normal number, and with each other exactly."""
+    torch.manual_seed(1)
+    layer = GaborLayer(3, 64, w0=10.0, s0=10.0)
+    pre = torch.randn(4096, 128) * 3
+    f, s = pre.split(64, dim=-1)
+    plain = torch.cos(10 * f) * torch.exp(-(10 * s).square())
+    assert (-(10 * s).square() < -87).float().mean() > 0.5  # the slow case is exercised
+    train = layer.activate(pre.clone().requires_grad_(True))
+    with torch.inference_mode():
+        infer = layer.activate(pre.clone())
+    assert torch.equal(train.detach(), infer)
+    assert (infer - plain).abs().max() < 2e-38
+    assert torch.equal(infer[plain.abs() > 1e-30], plain[plain.abs() > 1e-30])
+
+
 def test_default_size_is_about_03m_parameters():
     n = n_parameters(NimosefNet(ModelConfig()))
     assert 0.25e6 < n < 0.35e6, n

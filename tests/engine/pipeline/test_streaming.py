@@ -18,6 +18,7 @@ from nimosef_engine.errors import NimosefInputError
 from nimosef_engine.io.nifti import load_nifti, save_nifti
 from nimosef_engine.io.nifti_stream import NiftiFrameWriter
 from nimosef_engine.model.checkpoint import load_checkpoint, model_from_checkpoint
+from nimosef_engine.progress import ProgressReporter
 from nimosef_engine.resample import load_subject_file, resample_subject, subject_grid
 from nimosef_engine.segment_track import BUNDLED_PRIOR
 
@@ -115,6 +116,45 @@ def test_tiny_budget_many_chunks_same_volumes(fitted, tmp_path, monkeypatch, cap
     # float32 sums over other chunk sizes may round differently in the last bit
     np.testing.assert_allclose(rec_a, rec_b, rtol=0, atol=1e-6 * float(np.ptp(rec_a)))
 
+
+
+class _Events(ProgressReporter):
+    """A reporter that keeps every (stage, fraction, message) it is given."""
+
+    def __init__(self):
+        super().__init__()
+        self.events: list[tuple[str, float, str]] = []
+
+    def _emit(self, stage: str, fraction: float, message: str) -> None:
+        self.events.append((stage, fraction, message))
+
+
+def test_first_frame_preview_comes_first_and_changes_nothing(fitted, tmp_path):
+    """The slider's current-frame-first resample: frame K is written alone before the cine is
+    streamed, equals frame K of the cine, and the cine is the same as without a preview."""
+    plain = resample_subject(fitted, tmp_path / "plain", 2, device="cpu")
+    rep = _Events()
+    first = resample_subject(fitted, tmp_path / "first", 2, device="cpu", reporter=rep,
+                             first_frame=1)
+    assert first["preview"] == tmp_path / "first" / "preview_z2.nii.gz"
+    stages = [e[0] for e in rep.events]
+    assert stages.count("preview") == 1
+    # announced before the other frame was sampled: one resample event after it, none before
+    k = stages.index("preview")
+    assert "preview" not in stages[:k] and stages[k + 1:] == ["resample"]
+    assert str(first["preview"]) in rep.events[k][2]
+    rec, aff = load_nifti(first["rec"], ndim=4)
+    preview, preview_aff = load_nifti(first["preview"], ndim=3)
+    assert np.array_equal(preview, rec[..., 1])
+    np.testing.assert_array_equal(preview_aff, aff)
+    for key, dtype in (("seg", np.uint8), ("rec", np.float32)):
+        a, _ = load_nifti(plain[key], ndim=4, dtype=dtype)
+        b, _ = load_nifti(first[key], ndim=4, dtype=dtype)
+        assert np.array_equal(a, b), key
+    assert not np.array_equal(rec[..., 0], rec[..., 1])  # two different frames were compared
+    with pytest.raises(NimosefInputError, match="--first-frame: must be in 0..1"):
+        resample_subject(fitted, tmp_path / "bad", 2, device="cpu", first_frame=2)
+    assert not (tmp_path / "bad").exists()
 
 def test_plan_chunk_arithmetic():
     net = model_from_checkpoint(load_checkpoint(BUNDLED_PRIOR), "cpu")
