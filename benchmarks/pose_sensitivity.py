@@ -1,0 +1,130 @@
+"""How much of Segment & Track's error is the heart frame, how much the prior itself.
+
+    python benchmarks/pose_sensitivity.py [--root ACDC] [--subjects patient020 ...]
+        [--manifest-root data/acdc_pp --split val]
+
+For each ACDC patient (ED/ES pair, as ``nimosef evaluate`` runs it) the code and pose are
+fitted twice with the same settings as the ``standard`` quality: once in the heart frame that
+Segment & Track finds without labels (localisation, then the rotation search), once in the
+frame the prior was trained in (``geometry.heart_frame_from_labels`` of the ED labels). Dice
+of both against the labels, and the found frame's error (LV centre in mm, LV -> RV axis in
+degrees). The labels choose the second frame only: they are never fitted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from common import record
+
+from nimosef_engine.data.acdc import parse_info_cfg, remap_acdc_labels
+from nimosef_engine.fit import FitConfig, fit_subject
+from nimosef_engine.geometry import HeartFrame, heart_frame_from_labels
+from nimosef_engine.io.cine import load_cine
+from nimosef_engine.io.nifti import load_nifti
+from nimosef_engine.localise import localise_heart
+from nimosef_engine.losses.objective import subject_tensors
+from nimosef_engine.metrics import dice
+from nimosef_engine.postprocess import clean_labels
+from nimosef_engine.progress import ProgressReporter
+from nimosef_engine.sample import embed_frame, sample_fields
+from nimosef_engine.segment_track import (
+    QUALITY,
+    SegmentTrackOptions,
+    choose_rotation,
+    cycle_times_from_ed,
+    load_prior,
+    subject_from_cine,
+)
+
+ACDC = Path("/work/shared/data/acdc/training")
+CLASSES = ((1, "LV"), (2, "MYO"), (3, "RV"))
+
+
+def frame_error(frame: HeartFrame, ref: HeartFrame) -> tuple[float, float]:
+    """(LV centre distance in mm, angle between the LV -> RV axes in degrees)."""
+    cos = float(np.clip(frame.rotation[:, 0] @ ref.rotation[:, 0], -1, 1))
+    return (float(np.linalg.norm(frame.origin_ras - ref.origin_ras)),
+            float(np.degrees(np.arccos(cos))))
+
+
+def fit_and_dice(net, ckpt, sd, gts, preset, device) -> dict[str, float]:
+    """Fit as segment-track does (steps, points, pose); mean Dice over ED and ES per class."""
+    steps = int((ckpt.get("fit_defaults") or {}).get("steps", FitConfig.steps))
+    res = fit_subject(net, subject_tensors(sd, device),
+                      FitConfig(steps=steps, n_points=preset["n_points"], pose=preset["pose"]),
+                      ckpt["code_mean"].to(device))
+    labels = sample_fields(net, res.code, sd, 1, device, res.pose_matrix)[0]
+    scores = {name: [] for _, name in CLASSES}
+    for i, gt in enumerate(gts):
+        pred = embed_frame(clean_labels(labels[i]), sd, 1)
+        for c, name in CLASSES:
+            scores[name].append(dice(pred, gt, c))
+    return {name: round(float(np.mean(v)), 4) for name, v in scores.items()}
+
+
+def patient(folder: Path, net, ckpt, device) -> dict:
+    info = parse_info_cfg(folder / "Info.cfg")
+    numbers = (info.ed, info.es)
+    cine = load_cine([folder / f"{folder.name}_frame{n:02d}.nii.gz" for n in numbers],
+                     frame_numbers=list(numbers), n_frames=info.nb_frame)
+    gts = [remap_acdc_labels(load_nifti(folder / f"{folder.name}_frame{n:02d}_gt.nii.gz", 3,
+                                        dtype=np.uint8)[0]) for n in numbers]
+    scale = float(ckpt.get("norm_scale_mm", 100.0))
+    preset = QUALITY["standard"]
+    pose = localise_heart(cine.frames, cine.affine_ras, scale_mm=scale, source=folder.name)
+    ref = heart_frame_from_labels(gts[0], cine.affine_ras, scale)
+    times = cycle_times_from_ed(cine, 0, 1, ckpt.get("es_time_mean"))
+    found = subject_from_cine(cine, pose.frame, pose.roi_center_ras, times, 160.0, folder.name)
+    heart, _ = choose_rotation(net, ckpt, found, SegmentTrackOptions(), preset, device,
+                               ProgressReporter())
+    found = replace(found, heart=heart)
+    labelled = subject_from_cine(cine, ref, ref.origin_ras, times, 160.0, folder.name)
+    err_mm, err_deg = frame_error(heart, ref)
+    return {"subject": folder.name, "group": info.group, "frame_err_mm": round(err_mm, 1),
+            "frame_err_deg": round(err_deg, 1),
+            "dice_found_frame": fit_and_dice(net, ckpt, found, gts, preset, device),
+            "dice_labels_frame": fit_and_dice(net, ckpt, labelled, gts, preset, device)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--root", default=str(ACDC))
+    ap.add_argument("--subjects", nargs="+")
+    ap.add_argument("--manifest-root", help="preprocessed dataset whose --split to use")
+    ap.add_argument("--split", default="val")
+    ap.add_argument("--prior")
+    args = ap.parse_args()
+    if args.subjects:
+        subjects = args.subjects
+    else:
+        from nimosef_engine.data.manifest import load_dataset_manifest
+
+        if not args.manifest_root:
+            raise SystemExit("give --subjects or --manifest-root")
+        manifest = load_dataset_manifest(args.manifest_root)
+        subjects = ["patient" + s.removeprefix("sub-") for s in manifest["splits"][args.split]]
+    torch.manual_seed(0)
+    ckpt, net, _ = load_prior(args.prior, "cpu")
+    rows = []
+    t0 = time.perf_counter()
+    for pid in subjects:
+        rows.append(patient(Path(args.root) / pid, net, ckpt, "cpu"))
+        print(rows[-1], flush=True)
+    figures = {"subjects": len(rows), "runtime_s": round(time.perf_counter() - t0, 1),
+               "rows": rows}
+    for key in ("dice_found_frame", "dice_labels_frame"):
+        figures[f"mean_{key}"] = {name: round(float(np.mean([r[key][name] for r in rows])), 4)
+                                  for _, name in CLASSES}
+    figures["median_frame_err_mm"] = float(np.median([r["frame_err_mm"] for r in rows]))
+    figures["median_frame_err_deg"] = float(np.median([r["frame_err_deg"] for r in rows]))
+    record("pose_sensitivity", figures)
+
+
+if __name__ == "__main__":
+    main()
