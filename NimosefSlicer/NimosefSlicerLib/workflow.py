@@ -165,11 +165,20 @@ class ResampleJob(EngineJob):
 
     def cancel(self) -> None:
         super().cancel()
+        self.restore_frame()
+
+    def restore_frame(self) -> None:
+        """Show the sequence's own frame again in place of a preview."""
         if self.preview_shown:
             self.ctx.sequences_logic.UpdateProxyNodesFromSequences(self.results.cine.browser)
+            self.preview_shown = False
 
     def finish(self) -> NimosefResults:
-        self.check_success()
+        try:
+            self.check_success()
+        except EngineError:
+            self.restore_frame()
+            raise
         try:
             # keep the new volumes beside the run's other outputs (the scene and a saved
             # scene refer to files that stay), then show them

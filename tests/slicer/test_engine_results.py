@@ -5,14 +5,15 @@ path, cancel of a real run, and a .mrb round trip. The engine runs once per sess
 from __future__ import annotations
 
 import sys
+import time
 
 import numpy as np
 import pytest
-from NimosefSlicerLib import curves, scenarios
-from NimosefSlicerLib.cine import CineNodes, load_cine_file, volume_array_xyz
+from NimosefSlicerLib import curves, results, scenarios
+from NimosefSlicerLib.cine import CineNodes, ijk_to_ras, load_cine_file, volume_array_xyz
 from NimosefSlicerLib.context import create_headless_context
 from NimosefSlicerLib.runner import EngineError, SegmentTrackOptions
-from NimosefSlicerLib.workflow import SegmentTrackJob
+from NimosefSlicerLib.workflow import ResampleJob, SegmentTrackJob
 
 
 def test_engine_output_folder_follows_the_contract(engine_run):
@@ -64,6 +65,31 @@ def test_volume_curves_csv_export(imported, tmp_path):
 def test_resample_from_the_slider_path(ctx, imported, resample_available, repo_root):
     scenarios.check_resample(ctx, imported, 3, sys.executable, str(repo_root), timeout_s=300)
     scenarios.check_results(ctx, imported, frames=(0,))
+
+
+def test_cancel_after_the_preview_puts_the_frame_back(ctx, imported, resample_available,
+                                                     repo_root):
+    """Cancel once the frame on screen was re-sampled: the sequence's own frame is shown again
+    (old grid, old voxels) and the sequence is unchanged."""
+    sequence = imported.sequences["superres"]
+    browser = imported.cine.browser
+    browser.SetSelectedItemNumber(0)
+    before = volume_array_xyz(browser.GetProxyNode(sequence))
+    before_affine = ijk_to_ras(browser.GetProxyNode(sequence))
+    job = ResampleJob(ctx, imported, 4, sys.executable, str(repo_root), preview_frame=0).start()
+    deadline = time.monotonic() + 300
+    while not job.preview_shown:
+        assert not job.finished() and time.monotonic() < deadline, "no preview event came"
+        job.poll()
+        time.sleep(0.05)
+    shown = volume_array_xyz(browser.GetProxyNode(sequence))
+    assert shown.shape[2] == 4 * before.shape[2] // imported.res_factor_z  # the new grid
+    job.cancel()
+    assert not job.preview_shown and not job.work_dir.exists()
+    after = browser.GetProxyNode(sequence)
+    assert np.array_equal(volume_array_xyz(after), before)
+    np.testing.assert_array_equal(ijk_to_ras(after), before_affine)
+    assert sequence.GetAttribute(results.RES_FACTOR) == str(imported.res_factor_z)
 
 
 def test_cancel_real_run_kills_tree_and_leaves_scene(ctx, sample_cine, engine_run, test_prior,
