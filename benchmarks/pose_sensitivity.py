@@ -21,10 +21,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from common import record
+from localise_acdc import compare
 
 from nimosef_engine.data.acdc import parse_info_cfg, remap_acdc_labels
 from nimosef_engine.fit import FitConfig, fit_subject
-from nimosef_engine.geometry import HeartFrame, heart_frame_from_labels
+from nimosef_engine.geometry import heart_frame_from_labels
 from nimosef_engine.io.cine import load_cine
 from nimosef_engine.io.nifti import load_nifti
 from nimosef_engine.localise import localise_heart
@@ -44,13 +45,6 @@ from nimosef_engine.segment_track import (
 
 ACDC = Path("/work/shared/data/acdc/training")
 CLASSES = ((1, "LV"), (2, "MYO"), (3, "RV"))
-
-
-def frame_error(frame: HeartFrame, ref: HeartFrame) -> tuple[float, float]:
-    """(LV centre distance in mm, angle between the LV -> RV axes in degrees)."""
-    cos = float(np.clip(frame.rotation[:, 0] @ ref.rotation[:, 0], -1, 1))
-    return (float(np.linalg.norm(frame.origin_ras - ref.origin_ras)),
-            float(np.degrees(np.arccos(cos))))
 
 
 def fit_and_dice(net, ckpt, sd, gts, preset, device) -> dict[str, float]:
@@ -85,9 +79,9 @@ def patient(folder: Path, net, ckpt, device) -> dict:
                                ProgressReporter())
     found = replace(found, heart=heart)
     labelled = subject_from_cine(cine, ref, ref.origin_ras, times, 160.0, folder.name)
-    err_mm, err_deg = frame_error(heart, ref)
-    return {"subject": folder.name, "group": info.group, "frame_err_mm": round(err_mm, 1),
-            "frame_err_deg": round(err_deg, 1),
+    err = compare(heart, ref, gts[0], cine.affine_ras)
+    return {"subject": folder.name, "group": info.group, "frame_err_mm": round(err["err_mm"], 1),
+            "frame_err_deg": round(err["angle_deg"], 1),
             "dice_found_frame": fit_and_dice(net, ckpt, found, gts, preset, device),
             "dice_labels_frame": fit_and_dice(net, ckpt, labelled, gts, preset, device)}
 

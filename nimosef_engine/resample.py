@@ -101,24 +101,31 @@ def resample_subject(subject_path: str | Path, out_dir: str | Path, res_factor_z
     shape4 = (*full_shape, sd.n_frames)
     code, lo = subj["code"].to(dev), sd.intensity_range[0]
 
-    def frames(which=None, progress=reporter):
-        """(index, labels, intensities) of whole frames at z factor f."""
-        for fr in iter_frames(net, code, sd, f, dev, subj["pose_matrix"], progress,
-                              "resample", chunk=plan.chunk, frames=which):
+    # one pass over the frames; with a preview, frame K comes first and is held until the
+    # stream reaches its place in the files
+    order = list(range(sd.n_frames))
+    if first_frame is not None:
+        order.remove(int(first_frame))
+        order.insert(0, int(first_frame))
+
+    def frames():
+        """(index, labels, intensities) of whole frames at z factor f, in ``order``."""
+        for fr in iter_frames(net, code, sd, f, dev, subj["pose_matrix"], reporter,
+                              "resample", chunk=plan.chunk, frames=order):
             seg = clean_labels(fr.labels) if clean else fr.labels
             yield fr.index, embed_frame(seg, sd, f), embed_frame(fr.intensity, sd, f, fill=lo)
 
+    stream = frames()
     first = None
     if first_frame is not None:
-        first = next(frames([int(first_frame)], None))
+        first = next(stream)
         paths["preview"] = save_nifti(out_dir / f"preview_z{f}.nii.gz", first[2], full_aff)
         if reporter is not None:
             reporter.update("preview", 1.0, f"frame {first[0]} ready: {paths['preview']}")
-    rest = frames([k for k in range(sd.n_frames) if first is None or k != first[0]])
     with NiftiFrameWriter(paths["seg"], shape4, np.uint8, full_aff, dt) as w_seg, \
             NiftiFrameWriter(paths["rec"], shape4, np.float32, full_aff, dt) as w_rec:
         for k in range(sd.n_frames):
-            _, seg, rec = first if first is not None and k == first[0] else next(rest)
+            _, seg, rec = first if first is not None and k == first[0] else next(stream)
             w_seg.write_frame(seg)
             w_rec.write_frame(rec)
     return paths
