@@ -35,7 +35,9 @@ def evaluate_acdc_patient(folder: Path, work: Path, **options) -> dict:
     summary = segment_track(frames, out, frame_numbers=[info.ed, info.es],
                             n_frames=info.nb_frame, ed_frame=0, overwrite=True, **options)
     pred, aff = load_nifti(out / "seg.nii.gz", ndim=4, dtype=np.uint8)
-    row = {"subject": pid, "runtime_s": summary["runtime_s"]}
+    chosen = [i for i, h in enumerate(summary["fit"]["pose_hypotheses"]) if h["chosen"]]
+    row = {"subject": pid, "runtime_s": summary["runtime_s"],
+           "fit_loss": summary["fit"]["final_loss"], "pose_hypothesis": chosen[0]}
     vols = {}
     for i, (n, name) in enumerate(((info.ed, "ED"), (info.es, "ES"))):
         gt, _ = load_nifti(folder / f"{pid}_frame{n:02d}_gt.nii.gz", ndim=3, dtype=np.uint8)

@@ -28,18 +28,18 @@ def dice_scores(pred: np.ndarray, labels: np.ndarray) -> dict[str, float]:
 
 def fit_and_score(net, sd: SubjectData, init_code: torch.Tensor, steps: int = 100,
                   device="cpu", n_points: int = 4000, seed: int = 0,
-                  snapshot_steps: list[int] | None = None) -> dict:
+                  snapshot_steps: list[int] | None = None, reporter=None) -> dict:
     """Fit ``sd``'s code on intensities only, then score Dice against its labels.
 
     With ``snapshot_steps`` also returns ``curve``: {step: Dice dict} for choosing the
-    number of fitting steps.
+    number of fitting steps. ``reporter`` follows (and can cancel) the fit.
     """
     if sd.labels is None:
         raise ValueError(f"{sd.subject_id} has no labels to score against")
     st = subject_tensors(sd, device)
     cfg = FitConfig(steps=steps, n_points=n_points, seed=seed,
                     snapshot_steps=list(snapshot_steps or []))
-    res = fit_subject(net, st, cfg, init_code.to(device))
+    res = fit_subject(net, st, cfg, init_code.to(device), reporter=reporter)
     scores = dice_scores(predict_subject_labels(net, sd, res.code, None, device), sd.labels)
     if snapshot_steps:
         scores["curve"] = {

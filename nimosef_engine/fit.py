@@ -25,6 +25,7 @@ class FitConfig:
     lr_code: float = 5e-3
     lr_pose: float = 2e-3
     pose: bool = False
+    pose_warmup: int = 0  # with ``pose``: steps of pose alone (code held) before the fit
     motion: bool = False
     restarts: int = 1
     seed: int = 0
@@ -80,7 +81,8 @@ def fit_subject(net, st: SubjectTensors, cfg: FitConfig, init_code: torch.Tensor
                 pred_boundary_fn=None) -> FitResult:
     """Fit a code for one subject, the network frozen. Best of ``cfg.restarts`` restarts
     (lowest mean loss over the last 10 % of steps). ``init_code (C,)``: the starting code
-    (the prior's mean training code); restarts after the first add N(0, 0.1 * std) noise."""
+    (the prior's mean training code); restarts after the first add N(0, 0.1 * std) noise.
+    ``cfg.pose_warmup`` steps of pose alone come first (the code held at ``init_code``)."""
     weights = weights or LossWeights()
     if not cfg.motion:
         weights = LossWeights(**{**weights.to_dict(), "displacement": 0.0, "no_motion": 0.0,
@@ -104,10 +106,11 @@ def fit_subject(net, st: SubjectTensors, cfg: FitConfig, init_code: torch.Tensor
         losses: list[float] = []
         snaps: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         pred_boundary = None
-        for step in range(cfg.steps):
+        warm = cfg.pose_warmup if cfg.pose else 0
+        for step in range(warm + cfg.steps):
             if reporter is not None and step % 10 == 0:
-                frac = (r + step / cfg.steps) / max(1, cfg.restarts)
-                reporter.update("fit", frac, f"step {step}/{cfg.steps}")
+                frac = (r + step / (warm + cfg.steps)) / max(1, cfg.restarts)
+                reporter.update("fit", frac, f"step {step}/{warm + cfg.steps}")
             if cfg.motion and pred_boundary_fn is not None and step >= cfg.steps // 2 \
                     and (pred_boundary is None or step % 50 == 0):
                 pred_boundary = pred_boundary_fn(code.detach(), pose)
@@ -117,6 +120,8 @@ def fit_subject(net, st: SubjectTensors, cfg: FitConfig, init_code: torch.Tensor
                 epoch=10**6 if cfg.motion else 0, generator=gen, use_labels=False,
                 pred_boundary=pred_boundary, coords_fn=pose if cfg.pose else None)
             loss.backward()
+            if step < warm:  # the mean shape is moved into place before it is reshaped
+                code.grad = None
             opt.step()
             losses.append(float(loss.detach()))
             if step + 1 in cfg.snapshot_steps:

@@ -47,6 +47,22 @@ class ProgressReporter:
         pass
 
 
+class ShareReporter(ProgressReporter):
+    """One of several runs of a stage: its fractions map onto ``[lo, hi]`` of ``parent``'s,
+    its messages get ``prefix``, its stage is renamed ``stage`` when given, and it is
+    cancelled with ``parent``."""
+
+    def __init__(self, parent: ProgressReporter, lo: float, hi: float, prefix: str = "",
+                 stage: str | None = None):
+        super().__init__(cancel_callback=lambda: parent.cancelled)
+        self._parent, self._lo, self._hi, self._prefix = parent, lo, hi, prefix
+        self._stage = stage
+
+    def _emit(self, stage: str, fraction: float, message: str) -> None:
+        self._parent.update(self._stage or stage, self._lo + (self._hi - self._lo) * fraction,
+                            self._prefix + message)
+
+
 class JsonLinesReporter(ProgressReporter):
     """One JSON object per line on stdout: ``{"stage", "fraction", "message"}`` (for Slicer)."""
 

@@ -56,15 +56,19 @@ from nimosef_engine.sample import (
 log = logging.getLogger(__name__)
 
 BUNDLED_PRIOR = Path(__file__).resolve().parent / "priors" / "acdc_prior.pt"
-QUALITY = {  # fitting presets: steps multiplier, restarts, pose refinement, points per step,
-    # in-plane rotations (degrees) tried around the localised LV -> RV axis, short-fit steps each
-    "fast": {"steps_scale": 0.5, "restarts": 1, "pose": False, "n_points": 3000,
-             "rotations": (0,), "rotation_steps": 0},
-    "standard": {"steps_scale": 1.0, "restarts": 1, "pose": True, "n_points": 4000,
-                 "rotations": (0, 45, 90, 135, 180, 225, 270, 315), "rotation_steps": 25},
-    "thorough": {"steps_scale": 2.0, "restarts": 3, "pose": True, "n_points": 6000,
-                 "rotations": tuple(range(0, 360, 30)), "rotation_steps": 40},
+QUALITY = {  # fitting presets: steps multiplier, pose refinement, points per step,
+    # in-plane rotations (degrees) tried around the localised LV -> RV axis, short-fit steps
+    # each, and the number of starting poses fitted in full (:func:`pose_hypotheses`)
+    "fast": {"steps_scale": 0.5, "pose": False, "n_points": 3000,
+             "rotations": (0,), "rotation_steps": 0, "hypotheses": 1},
+    "standard": {"steps_scale": 1.0, "pose": True, "n_points": 4000,
+                 "rotations": (0, 45, 90, 135, 180, 225, 270, 315), "rotation_steps": 25,
+                 "hypotheses": 1},
+    "thorough": {"steps_scale": 1.0, "pose": True, "n_points": 4000,
+                 "rotations": (0, 45, 90, 135, 180, 225, 270, 315), "rotation_steps": 25,
+                 "hypotheses": 3},
 }
+POSE_WARMUP_STEPS = 60  # the third starting pose: pose alone for this many steps first
 STAGES = ("load", "localise", "fit", "sample", "meshes", "write")
 MIN_LOCALISATION_CONFIDENCE = 0.3  # noise scores ~0.16, the least certain ACDC cine 0.53
 
@@ -147,6 +151,43 @@ def choose_rotation(net, ckpt: dict, sd: SubjectData, opts, preset: dict, device
         losses[int(ang)] = round(res.final_loss, 5)
     best = min(losses, key=losses.get)
     return rotated_frame(sd.heart, best), losses
+
+
+def pose_hypotheses(rotation_losses: dict[int, float], n: int) -> list[tuple[int, int]]:
+    """Starting poses to fit in full, as (rotation in degrees, pose warm-up steps): the
+    rotation search's best; its runner-up (the short fits misrank rotations a few tens of
+    degrees apart); the best again with the mean shape moved into place before it is
+    reshaped (:attr:`FitConfig.pose_warmup`). The first ``n`` of these."""
+    ranked = sorted(rotation_losses, key=rotation_losses.get) or [0]
+    hyps = [(ranked[0], 0)]
+    if len(ranked) > 1:
+        hyps.append((ranked[1], 0))
+    hyps.append((ranked[0], POSE_WARMUP_STEPS))
+    return hyps[:n]
+
+
+def fit_hypotheses(net, ckpt: dict, sd: SubjectData, hyps: list[tuple[int, int]],
+                   cfg: FitConfig, device, reporter: ProgressReporter):
+    """Fit ``sd`` from each starting pose of ``hyps`` (rotations of ``sd.heart``); keep the
+    fit that explains the intensities best (lowest final loss). Returns the fit, ``sd`` in
+    its heart frame, and one row per hypothesis."""
+    from nimosef_engine.progress import ShareReporter
+
+    best = None
+    rows = []
+    for i, (angle, warm) in enumerate(hyps):
+        cand = replace(sd, heart=rotated_frame(sd.heart, angle))
+        share = ShareReporter(reporter, i / len(hyps), (i + 1) / len(hyps),
+                              f"pose {i + 1}/{len(hyps)}, " if len(hyps) > 1 else "")
+        res = fit_subject(net, subject_tensors(cand, device), replace(cfg, pose_warmup=warm),
+                          ckpt["code_mean"].to(device), reporter=share)
+        rows.append({"rotation_deg": int(angle), "pose_warmup_steps": int(warm),
+                     "final_loss": round(res.final_loss, 5)})
+        if best is None or res.final_loss < best[0].final_loss:
+            best = (res, cand, i)
+    for i, row in enumerate(rows):
+        row["chosen"] = i == best[2]
+    return best[0], best[1], rows
 
 
 def cycle_times_from_ed(cine: Cine, ed_index: int, es_index: int | None = None,
@@ -251,17 +292,17 @@ def _run(inputs: list[Path], out: Path, opts: SegmentTrackOptions,
     es_model = pose.es_index if (es_time and pose.es_index not in (-1, ed_index)) else None
     times = cycle_times_from_ed(cine, ed_index, es_model, es_time)
     sd = subject_from_cine(cine, pose.frame, pose.roi_center_ras, times, opts.roi_mm, source)
-    heart, rotation_losses = choose_rotation(net, ckpt, sd, opts, preset, device, reporter)
-    sd = replace(sd, heart=heart)
+    _, rotation_losses = choose_rotation(net, ckpt, sd, opts, preset, device, reporter)
     timings["localise"] = time.perf_counter() - t
 
     t = time.perf_counter()
     base_steps = int((ckpt.get("fit_defaults") or {}).get("steps", FitConfig.steps))
     steps = opts.fit_steps or max(1, int(round(base_steps * preset["steps_scale"])))
     fit_cfg = FitConfig(steps=steps, n_points=preset["n_points"], pose=preset["pose"],
-                        restarts=preset["restarts"], seed=opts.seed)
-    st = subject_tensors(sd, device)
-    res = fit_subject(net, st, fit_cfg, ckpt["code_mean"].to(device), reporter=reporter)
+                        seed=opts.seed)
+    res, sd, hypotheses = fit_hypotheses(
+        net, ckpt, sd, pose_hypotheses(rotation_losses, preset["hypotheses"]), fit_cfg,
+        device, reporter)
     code, pose_m = res.code, res.pose_matrix.cpu()
     timings["fit"] = time.perf_counter() - t
 
@@ -330,7 +371,8 @@ def _run(inputs: list[Path], out: Path, opts: SegmentTrackOptions,
         "device": str(device), "prior_id": pid, "input": source, "engine_version": __version__,
         "localisation": {"confidence": round(float(pose.confidence), 3), "notes": pose.notes,
                          "rotation_search_loss": rotation_losses},
-        "fit": {"steps": steps, "final_loss": round(res.final_loss, 5), "quality": opts.quality},
+        "fit": {"steps": steps, "final_loss": round(res.final_loss, 5), "quality": opts.quality,
+                "pose_hypotheses": hypotheses},
         "labels": {str(k): v for k, v in LABEL_NAMES.items()},
         "disclaimer": "Research software, not a medical device.",
     }

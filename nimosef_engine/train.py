@@ -69,6 +69,7 @@ class TrainConfig:
     device: str = "auto"
     max_subjects: int = 0
     threads: int = 0
+    init_from: str = ""  # start from this checkpoint's network, codes and epoch (new optimizer)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -174,6 +175,8 @@ def train(cfg: TrainConfig, resume: bool = False, reporter: ProgressReporter | N
         start_epoch = int(ck["epoch"])
         history = ck.get("history", [])
         log.info("resumed from %s at epoch %d", ckpt_path, start_epoch)
+    elif cfg.init_from:
+        start_epoch, history = init_from_checkpoint(model, cfg, device)
     ddp_model = model
     if world > 1:
         ddp_model = nn.parallel.DistributedDataParallel(
@@ -229,6 +232,36 @@ def train(cfg: TrainConfig, resume: bool = False, reporter: ProgressReporter | N
         dist.barrier()
     reporter.close()
     return ckpt_path
+
+
+def read_init_checkpoint(cfg: TrainConfig, n_codes: int, device="cpu") -> dict:
+    """``cfg.init_from``, checked against the config: same model, ``n_codes`` codes (subjects
+    and augmented copies) and fewer epochs than ``cfg.epochs``."""
+    path = Path(cfg.init_from)
+    if not path.is_file():
+        raise NimosefInputError(path, "init_from: checkpoint not found")
+    ck = load_checkpoint(path, map_location=device)
+    if ck.get("model_config") != cfg.model.to_dict():
+        raise NimosefInputError(path, f"init_from: model {ck.get('model_config')} differs from "
+                                      f"the config's {cfg.model.to_dict()}")
+    if ck["codes"].shape[0] != n_codes:
+        raise NimosefInputError(path, f"init_from: {ck['codes'].shape[0]} codes, the config's "
+                                      f"subjects and augmented copies make {n_codes}")
+    if int(ck["epoch"]) >= cfg.epochs:
+        raise NimosefInputError(path, f"init_from: already trained {ck['epoch']} epochs, the "
+                                      f"config asks for {cfg.epochs}")
+    return ck
+
+
+def init_from_checkpoint(model: AutoDecoder, cfg: TrainConfig, device) -> tuple[int, list]:
+    """Load ``cfg.init_from``'s network and codes into ``model``; training goes on from its
+    epoch with a new optimizer (a shipped prior keeps no optimizer state). Returns the epoch
+    and the history so far."""
+    ck = read_init_checkpoint(cfg, model.codes.weight.shape[0], device)
+    model.net.load_state_dict(ck["model_state"])
+    model.codes.weight.data.copy_(ck["codes"].to(device))
+    log.info("starting from %s at epoch %d (new optimizer)", cfg.init_from, ck["epoch"])
+    return int(ck["epoch"]), list(ck.get("history", []))
 
 
 def _save(path: Path, model: AutoDecoder, opt, cfg: TrainConfig, epoch: int,

@@ -19,7 +19,7 @@ from nimosef_engine.device import resolve_device
 from nimosef_engine.errors import NimosefInputError
 from nimosef_engine.evaluation import fit_and_score
 from nimosef_engine.model.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
-from nimosef_engine.progress import cancel_on_signals, make_reporter
+from nimosef_engine.progress import ShareReporter, cancel_on_signals, make_reporter
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +53,10 @@ def run(args: argparse.Namespace) -> int:
     curves = []
     with cancel_on_signals(reporter):
         for i, sd in enumerate(subjects):
-            reporter.update("calibrate", i / len(subjects), sd.subject_id)
+            share = ShareReporter(reporter, i / len(subjects), (i + 1) / len(subjects),
+                                  f"{sd.subject_id}: ", stage="calibrate")
             res = fit_and_score(net, sd, ckpt["code_mean"], steps=max(grid), device=device,
-                                snapshot_steps=grid)
+                                snapshot_steps=grid, reporter=share)
             curves.append(res["curve"])
             log.info("%s: %s", sd.subject_id, {s: round(float(np.mean(list(d.values()))), 3)
                                                for s, d in res["curve"].items()})

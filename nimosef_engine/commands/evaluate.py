@@ -10,6 +10,7 @@ from pathlib import Path
 from nimosef_engine.benchmark_eval import evaluate_acdc, evaluate_sunnybrook
 from nimosef_engine.errors import NimosefInputError
 from nimosef_engine.progress import cancel_on_signals, make_reporter
+from nimosef_engine.segment_track import QUALITY
 
 
 def register(sub) -> None:
@@ -22,7 +23,7 @@ def register(sub) -> None:
     p.add_argument("--split", default="val")
     p.add_argument("--out", required=True, help="folder for per_subject.csv, summary.json")
     p.add_argument("--prior")
-    p.add_argument("--quality", default="standard", choices=["fast", "standard", "thorough"])
+    p.add_argument("--quality", default="standard", choices=list(QUALITY))
     p.add_argument("--fit-steps", type=int)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--keep-outputs", action="store_true")

@@ -8,14 +8,20 @@ from pathlib import Path
 import yaml
 
 from nimosef_engine.atomic import atomic_write_text, check_output_path
+from nimosef_engine.augment import augmentation_table
 from nimosef_engine.errors import NimosefInputError
 from nimosef_engine.progress import cancel_on_signals, make_reporter
-from nimosef_engine.train import TrainConfig, load_training_subjects, train
+from nimosef_engine.train import (
+    TrainConfig,
+    load_training_subjects,
+    read_init_checkpoint,
+    train,
+)
 
 FLAGS = {  # CLI flag -> (config key, type)
     "epochs": int, "n_points": int, "lr_net": float, "lr_code": float, "seed": int,
     "checkpoint_every": int, "val_every": int, "val_fit_steps": int, "max_subjects": int,
-    "split": str, "threads": int,
+    "split": str, "threads": int, "init_from": str,
 }
 MODEL_FLAGS = {"width": int, "depth": int, "code_dim": int}
 AUGMENT_FLAGS = {"copies": int}  # --augment-copies
@@ -87,6 +93,8 @@ def run(args: argparse.Namespace) -> int:
     if out.exists() and (out / "checkpoint.pt").exists() and not args.resume:
         raise NimosefInputError(out, "already holds a checkpoint: use --resume or another --out")
     subjects, manifest = load_training_subjects(cfg)  # a bad dataset fails before OUT exists
+    if cfg.init_from and not args.resume:  # so does a checkpoint that does not fit the config
+        read_init_checkpoint(cfg, len(augmentation_table(len(subjects), cfg.augment, cfg.seed)))
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     reporter = make_reporter(args.progress)

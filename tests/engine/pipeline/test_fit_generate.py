@@ -33,6 +33,23 @@ def test_fit_freezes_the_network_and_lowers_the_loss(preprocessed_acdc, tiny_pri
     assert res.pose_matrix.shape == (4, 4)
 
 
+def test_pose_warmup_moves_the_pose_and_holds_the_code(preprocessed_acdc, tiny_prior):
+    ck = load_checkpoint(tiny_prior)
+    net = model_from_checkpoint(ck)
+    st = subject_tensors(SubjectData.load(subject_npz_path(preprocessed_acdc, "sub-090")))
+    warm = fit_subject(net, st, FitConfig(steps=0, pose=True, pose_warmup=8, n_points=1000),
+                       ck["code_mean"])
+    assert len(warm.losses) == 8 and torch.equal(warm.code, ck["code_mean"])
+    assert not torch.equal(warm.pose_matrix, torch.eye(4))
+    both = fit_subject(net, st, FitConfig(steps=4, pose=True, pose_warmup=8, n_points=1000),
+                       ck["code_mean"])
+    assert len(both.losses) == 12 and not torch.equal(both.code, ck["code_mean"])
+    # no warm-up without pose refinement
+    plain = fit_subject(net, st, FitConfig(steps=4, pose_warmup=8, n_points=1000),
+                        ck["code_mean"])
+    assert len(plain.losses) == 4 and torch.equal(plain.pose_matrix, torch.eye(4))
+
+
 def test_fit_and_generate_cli_geometry(preprocessed_acdc, tiny_prior, tmp_path):
     codes = tmp_path / "codes.pt"
     assert main(["fit", "--root", str(preprocessed_acdc), "--subjects", "sub-090",

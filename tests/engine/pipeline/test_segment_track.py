@@ -23,7 +23,12 @@ from nimosef_engine.io.nifti import load_nifti
 from nimosef_engine.meshes import polydata_points, read_vtp
 from nimosef_engine.metrics import dice
 from nimosef_engine.model.checkpoint import load_checkpoint
-from nimosef_engine.segment_track import BUNDLED_PRIOR, align_to_systole
+from nimosef_engine.segment_track import (
+    BUNDLED_PRIOR,
+    POSE_WARMUP_STEPS,
+    align_to_systole,
+    pose_hypotheses,
+)
 
 DATA = Path(__file__).resolve().parents[2] / "data"
 P090 = DATA / "acdc" / "patient090"
@@ -133,6 +138,51 @@ def test_ed_es_pair_finds_the_lv_where_the_labels_say(tmp_path):
     np.testing.assert_allclose(vols["time"], [0.0, 7 / 12], atol=1e-6)
 
 
+def test_thorough_fits_three_starting_poses_and_keeps_the_best(tmp_path):
+    """quality thorough: the rotation search's best, its runner-up and the best with a pose
+    warm-up are each fitted in full; the lowest final loss wins, and the first is exactly
+    what quality standard fits."""
+    frames = [str(P090 / "patient090_frame04.nii.gz"), str(P090 / "patient090_frame11.nii.gz")]
+    summaries = {}
+    for quality in ("standard", "thorough"):
+        out = tmp_path / quality
+        assert main(["segment-track", *frames, "--frame-numbers", "4", "11", "--n-frames",
+                     "12", "--out", str(out), "--res-factor-z", "1", "--no-meshes",
+                     "--quality", quality, "--fit-steps", "12", "--device", "cpu",
+                     "--progress", "none"]) == 0
+        summaries[quality] = json.loads((out / "summary.json").read_text())
+    rot = summaries["thorough"]["localisation"]["rotation_search_loss"]
+    ranked = sorted(rot, key=rot.get)
+    hyps = summaries["thorough"]["fit"]["pose_hypotheses"]
+    assert [(h["rotation_deg"], h["pose_warmup_steps"]) for h in hyps] == [
+        (int(ranked[0]), 0), (int(ranked[1]), 0), (int(ranked[0]), 60)]
+    chosen = [h for h in hyps if h["chosen"]]
+    assert len(chosen) == 1 and chosen[0]["final_loss"] == min(h["final_loss"] for h in hyps)
+    assert summaries["thorough"]["fit"]["final_loss"] == chosen[0]["final_loss"]
+    standard = summaries["standard"]["fit"]["pose_hypotheses"]
+    assert len(standard) == 1 and standard[0] == {**hyps[0], "chosen": True}
+
+
+def test_evaluate_scores_segment_track_against_the_labels_it_never_saw(tmp_path):
+    """nimosef evaluate --layout acdc: Segment & Track of the ED/ES pair, Dice and EF error
+    per patient, the chosen starting pose, and the summary; a missing patient is refused."""
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--layout", "acdc", "--root", str(DATA / "acdc"), "--subjects",
+                 "patient090", "--out", str(out), "--quality", "fast", "--fit-steps", "40",
+                 "--device", "cpu", "--progress", "none"]) == 0
+    row = pd.read_csv(out / "per_subject.csv").iloc[0]
+    assert row["subject"] == "patient090" and row["group"] == "RV"
+    assert 0.5 < row["dice_LV"] <= 1 and 0 <= row["dice_MYO"] <= 1
+    assert row["dice_LV"] == pytest.approx((row["dice_LV_ED"] + row["dice_LV_ES"]) / 2)
+    assert row["pose_hypothesis"] == 0 and row["fit_loss"] > 0
+    assert abs(row["LV_EF_pred"] - row["LV_EF_gt"]) == pytest.approx(row["LV_EF_abs_err"])
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n_subjects"] == 1 and summary["mean_dice_LV"] == round(row["dice_LV"], 4)
+    assert main(["evaluate", "--layout", "acdc", "--root", str(DATA / "acdc"), "--subjects",
+                 "patient999", "--out", str(tmp_path / "none"), "--progress", "none"]) == 2
+    assert not (tmp_path / "none").exists()
+
+
 def test_sunnybrook_dicom_cine(tmp_path):
     out = tmp_path / "sb"
     assert main(["segment-track", str(SUNNY), "--out", str(out), "--res-factor-z", "1",
@@ -237,6 +287,14 @@ def test_bad_inputs_give_a_clear_error_and_no_output(tmp_path, capsys):
         assert err.count("\n") == 1, (name, err)
         assert not out.exists(), name
         assert not Path(str(out) + ".lock").exists(), name
+
+
+def test_pose_hypotheses_rank_the_rotation_search():
+    losses = {0: 0.70, 45: 0.67, 90: 0.80, 315: 0.77}
+    assert pose_hypotheses(losses, 1) == [(45, 0)]
+    assert pose_hypotheses(losses, 3) == [(45, 0), (0, 0), (45, POSE_WARMUP_STEPS)]
+    # no rotation search (--rv-point, or quality fast): the localised frame, then its warm-up
+    assert pose_hypotheses({}, 3) == [(0, 0), (0, POSE_WARMUP_STEPS)]
 
 
 def test_cycle_alignment_maps_systole_and_mirrors_diastole():

@@ -56,6 +56,31 @@ def test_resume_gives_the_same_state_as_an_uninterrupted_run(preprocessed_acdc, 
     assert a["train_config"]["augment"]["copies"] == 1
 
 
+def test_init_from_continues_a_checkpoint_without_its_optimizer(preprocessed_acdc, tmp_path):
+    """--init-from: a checkpoint's network, codes and epoch, a new optimizer (a shipped prior
+    has none); a different model or a finished schedule is refused before training."""
+    assert _train(preprocessed_acdc, tmp_path / "first", 2) == 0
+    first = torch.load(tmp_path / "first" / "checkpoint.pt", weights_only=False)
+    stripped = {k: v for k, v in first.items() if k != "optimizer_state"}
+    torch.save(stripped, tmp_path / "shipped.pt")
+    assert _train(preprocessed_acdc, tmp_path / "more", 3, "--init-from",
+                  str(tmp_path / "shipped.pt")) == 0
+    more = torch.load(tmp_path / "more" / "checkpoint.pt", weights_only=False)
+    assert more["epoch"] == 3 and [h["epoch"] for h in more["history"]] == [1, 2, 3]
+    assert more["history"][:2] == first["history"]
+    assert more["train_config"]["init_from"] == str(tmp_path / "shipped.pt")
+    # one epoch moved the weights away from the starting point, but not far
+    w0, w1 = first["model_state"]["out.weight"], more["model_state"]["out.weight"]
+    assert 0 < (w1 - w0).norm() < 0.5 * w0.norm()
+    assert _train(preprocessed_acdc, tmp_path / "wide", 3, "--init-from",
+                  str(tmp_path / "shipped.pt"), "--width", "48") == 2
+    assert _train(preprocessed_acdc, tmp_path / "done", 2, "--init-from",
+                  str(tmp_path / "shipped.pt")) == 2
+    assert _train(preprocessed_acdc, tmp_path / "gone", 3, "--init-from",
+                  str(tmp_path / "missing.pt")) == 2
+    assert not any((tmp_path / name).exists() for name in ("wide", "done", "gone"))
+
+
 def test_ddp_two_processes_on_cpu(preprocessed_acdc, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
