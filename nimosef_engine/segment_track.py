@@ -56,19 +56,17 @@ from nimosef_engine.sample import (
 log = logging.getLogger(__name__)
 
 BUNDLED_PRIOR = Path(__file__).resolve().parent / "priors" / "acdc_prior.pt"
-QUALITY = {  # fitting presets: steps multiplier, pose refinement, points per step,
-    # in-plane rotations (degrees) tried around the localised LV -> RV axis, short-fit steps
-    # each, and the number of starting poses fitted in full (:func:`pose_hypotheses`)
-    "fast": {"steps_scale": 0.5, "pose": False, "n_points": 3000,
-             "rotations": (0,), "rotation_steps": 0, "hypotheses": 1},
-    "standard": {"steps_scale": 1.0, "pose": True, "n_points": 4000,
-                 "rotations": (0, 45, 90, 135, 180, 225, 270, 315), "rotation_steps": 25,
-                 "hypotheses": 1},
-    "thorough": {"steps_scale": 1.0, "pose": True, "n_points": 4000,
-                 "rotations": (0, 45, 90, 135, 180, 225, 270, 315), "rotation_steps": 25,
-                 "hypotheses": 3},
+QUALITY = {  # fitting presets: steps multiplier, restarts, pose refinement, points per step,
+    # in-plane rotations (degrees) tried around the localised LV -> RV axis, short-fit steps each
+    "fast": {"steps_scale": 0.5, "restarts": 1, "pose": False, "n_points": 3000,
+             "rotations": (0,), "rotation_steps": 0},
+    "standard": {"steps_scale": 1.0, "restarts": 1, "pose": True, "n_points": 4000,
+                 "rotations": (0, 45, 90, 135, 180, 225, 270, 315), "rotation_steps": 25},
+    "thorough": {"steps_scale": 2.0, "restarts": 3, "pose": True, "n_points": 6000,
+                 "rotations": tuple(range(0, 360, 30)), "rotation_steps": 40},
 }
 POSE_WARMUP_STEPS = 60  # the third starting pose: pose alone for this many steps first
+MAX_POSE_HYPOTHESES = 3
 STAGES = ("load", "localise", "fit", "sample", "meshes", "write")
 MIN_LOCALISATION_CONFIDENCE = 0.3  # noise scores ~0.16, the least certain ACDC cine 0.53
 
@@ -92,6 +90,7 @@ class SegmentTrackOptions:
     lv_center: list[float] | None = None
     rv_point: list[float] | None = None
     ed_frame: int | None = None
+    pose_hypotheses: int = 1  # starting poses fitted in full, the lowest loss kept (1-3)
     memory_budget_gb: float = DEFAULT_MEMORY_BUDGET_GB
 
     def to_dict(self) -> dict:
@@ -250,6 +249,9 @@ def segment_track(inputs, out_dir, reporter: ProgressReporter | None = None,
                                              f"({', '.join(QUALITY)})")
     if not 1 <= int(opts.res_factor_z) <= 8:
         raise NimosefInputError("--res-factor-z", "must be between 1 and 8")
+    if not 1 <= int(opts.pose_hypotheses) <= MAX_POSE_HYPOTHESES:
+        raise NimosefInputError("--pose-hypotheses",
+                                f"must be between 1 and {MAX_POSE_HYPOTHESES}")
     if out_dir.exists() and not opts.overwrite:
         raise NimosefInputError(out_dir, "output folder exists: use --overwrite to replace it")
     check_output_path(out_dir)
@@ -299,9 +301,9 @@ def _run(inputs: list[Path], out: Path, opts: SegmentTrackOptions,
     base_steps = int((ckpt.get("fit_defaults") or {}).get("steps", FitConfig.steps))
     steps = opts.fit_steps or max(1, int(round(base_steps * preset["steps_scale"])))
     fit_cfg = FitConfig(steps=steps, n_points=preset["n_points"], pose=preset["pose"],
-                        seed=opts.seed)
+                        restarts=preset["restarts"], seed=opts.seed)
     res, sd, hypotheses = fit_hypotheses(
-        net, ckpt, sd, pose_hypotheses(rotation_losses, preset["hypotheses"]), fit_cfg,
+        net, ckpt, sd, pose_hypotheses(rotation_losses, int(opts.pose_hypotheses)), fit_cfg,
         device, reporter)
     code, pose_m = res.code, res.pose_matrix.cpu()
     timings["fit"] = time.perf_counter() - t

@@ -24,6 +24,9 @@ def register(sub) -> None:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--quality", default="standard", choices=list(QUALITY))
     p.add_argument("--fit-steps", type=int, help="override the number of fitting steps")
+    p.add_argument("--pose-hypotheses", type=int, default=1,
+                   help="experimental: fit from this many starting poses and keep the lowest "
+                        "loss (the model card: not better on average on ACDC validation)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--frame-times", type=float, nargs="+",
                    help="cycle position (0-1) of each input frame")
@@ -57,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
             overwrite=args.overwrite, frame_times=args.frame_times,
             frame_numbers=args.frame_numbers, n_frames=args.n_frames, series=args.series,
             lv_center=args.lv_center, rv_point=args.rv_point, ed_frame=args.ed_frame,
-            memory_budget_gb=args.memory_budget_gb)
+            memory_budget_gb=args.memory_budget_gb, pose_hypotheses=args.pose_hypotheses)
     if args.progress != "json":
         keys = ("ed_frame", "es_frame", "LV_EDV_mL", "LV_ESV_mL", "LV_EF_pct", "RV_EF_pct",
                 "MYO_mass_g", "runtime_s")

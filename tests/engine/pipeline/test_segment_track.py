@@ -138,29 +138,32 @@ def test_ed_es_pair_finds_the_lv_where_the_labels_say(tmp_path):
     np.testing.assert_allclose(vols["time"], [0.0, 7 / 12], atol=1e-6)
 
 
-def test_thorough_fits_three_starting_poses_and_keeps_the_best(tmp_path):
-    """quality thorough: the rotation search's best, its runner-up and the best with a pose
+def test_pose_hypotheses_fit_three_starting_poses_and_keep_the_best(tmp_path):
+    """--pose-hypotheses 3: the rotation search's best, its runner-up and the best with a pose
     warm-up are each fitted in full; the lowest final loss wins, and the first is exactly
-    what quality standard fits."""
+    what a run without the option fits."""
     frames = [str(P090 / "patient090_frame04.nii.gz"), str(P090 / "patient090_frame11.nii.gz")]
     summaries = {}
-    for quality in ("standard", "thorough"):
-        out = tmp_path / quality
+    for n in ("1", "3"):
+        out = tmp_path / n
         assert main(["segment-track", *frames, "--frame-numbers", "4", "11", "--n-frames",
                      "12", "--out", str(out), "--res-factor-z", "1", "--no-meshes",
-                     "--quality", quality, "--fit-steps", "12", "--device", "cpu",
+                     "--pose-hypotheses", n, "--fit-steps", "12", "--device", "cpu",
                      "--progress", "none"]) == 0
-        summaries[quality] = json.loads((out / "summary.json").read_text())
-    rot = summaries["thorough"]["localisation"]["rotation_search_loss"]
+        summaries[n] = json.loads((out / "summary.json").read_text())
+    rot = summaries["3"]["localisation"]["rotation_search_loss"]
     ranked = sorted(rot, key=rot.get)
-    hyps = summaries["thorough"]["fit"]["pose_hypotheses"]
+    hyps = summaries["3"]["fit"]["pose_hypotheses"]
     assert [(h["rotation_deg"], h["pose_warmup_steps"]) for h in hyps] == [
-        (int(ranked[0]), 0), (int(ranked[1]), 0), (int(ranked[0]), 60)]
+        (int(ranked[0]), 0), (int(ranked[1]), 0), (int(ranked[0]), POSE_WARMUP_STEPS)]
     chosen = [h for h in hyps if h["chosen"]]
     assert len(chosen) == 1 and chosen[0]["final_loss"] == min(h["final_loss"] for h in hyps)
-    assert summaries["thorough"]["fit"]["final_loss"] == chosen[0]["final_loss"]
-    standard = summaries["standard"]["fit"]["pose_hypotheses"]
-    assert len(standard) == 1 and standard[0] == {**hyps[0], "chosen": True}
+    assert summaries["3"]["fit"]["final_loss"] == chosen[0]["final_loss"]
+    single = summaries["1"]["fit"]["pose_hypotheses"]
+    assert len(single) == 1 and single[0] == {**hyps[0], "chosen": True}
+    assert main(["segment-track", *frames, "--out", str(tmp_path / "bad"),
+                 "--pose-hypotheses", "4", "--progress", "none"]) == 2
+    assert not (tmp_path / "bad").exists()
 
 
 def test_evaluate_scores_segment_track_against_the_labels_it_never_saw(tmp_path):
