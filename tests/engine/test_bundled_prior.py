@@ -48,6 +48,8 @@ def test_prior_was_trained_with_the_shipped_config():
     assert cfg["epochs"] == ck["epoch"]
     for key in ("root", "out", "epochs", "device", "threads"):
         cfg.pop(key), recorded.pop(key)
+    for key in set(cfg) - set(recorded):  # options added since it was trained: their defaults
+        assert cfg.pop(key) == TrainConfig.__dataclass_fields__[key].default, key
     assert cfg == recorded
 
 
