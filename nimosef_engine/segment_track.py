@@ -43,7 +43,7 @@ from nimosef_engine.losses.objective import subject_tensors
 from nimosef_engine.metrics import cardiac_indices, volumes_ml
 from nimosef_engine.model.checkpoint import load_checkpoint, model_from_checkpoint, prior_id
 from nimosef_engine.postprocess import clean_labels
-from nimosef_engine.progress import ProgressReporter
+from nimosef_engine.progress import ProgressReporter, ShareReporter
 from nimosef_engine.sample import (
     DEFAULT_MEMORY_BUDGET_GB,
     crop_grid,
@@ -170,8 +170,6 @@ def fit_hypotheses(net, ckpt: dict, sd: SubjectData, hyps: list[tuple[int, int]]
     """Fit ``sd`` from each starting pose of ``hyps`` (rotations of ``sd.heart``); keep the
     fit that explains the intensities best (lowest final loss). Returns the fit, ``sd`` in
     its heart frame, and one row per hypothesis."""
-    from nimosef_engine.progress import ShareReporter
-
     best = None
     rows = []
     for i, (angle, warm) in enumerate(hyps):

@@ -167,16 +167,18 @@ def train(cfg: TrainConfig, resume: bool = False, reporter: ProgressReporter | N
     ckpt_path = out / "checkpoint.pt"
     history: list[dict] = []
     start_epoch = 0
+    ck = None
     if resume and ckpt_path.exists():
         ck = load_checkpoint(ckpt_path, map_location=device)
+        opt.load_state_dict(ck["optimizer_state"])
+        log.info("resumed from %s at epoch %d", ckpt_path, ck["epoch"])
+    elif cfg.init_from:  # a shipped prior keeps no optimizer state: a new one goes on
+        ck = read_init_checkpoint(cfg, model.codes.weight.shape[0], device)
+        log.info("starting from %s at epoch %d (new optimizer)", cfg.init_from, ck["epoch"])
+    if ck is not None:
         model.net.load_state_dict(ck["model_state"])
         model.codes.weight.data.copy_(ck["codes"].to(device))
-        opt.load_state_dict(ck["optimizer_state"])
-        start_epoch = int(ck["epoch"])
-        history = ck.get("history", [])
-        log.info("resumed from %s at epoch %d", ckpt_path, start_epoch)
-    elif cfg.init_from:
-        start_epoch, history = init_from_checkpoint(model, cfg, device)
+        start_epoch, history = int(ck["epoch"]), list(ck.get("history", []))
     ddp_model = model
     if world > 1:
         ddp_model = nn.parallel.DistributedDataParallel(
@@ -251,17 +253,6 @@ def read_init_checkpoint(cfg: TrainConfig, n_codes: int, device="cpu") -> dict:
         raise NimosefInputError(path, f"init_from: already trained {ck['epoch']} epochs, the "
                                       f"config asks for {cfg.epochs}")
     return ck
-
-
-def init_from_checkpoint(model: AutoDecoder, cfg: TrainConfig, device) -> tuple[int, list]:
-    """Load ``cfg.init_from``'s network and codes into ``model``; training goes on from its
-    epoch with a new optimizer (a shipped prior keeps no optimizer state). Returns the epoch
-    and the history so far."""
-    ck = read_init_checkpoint(cfg, model.codes.weight.shape[0], device)
-    model.net.load_state_dict(ck["model_state"])
-    model.codes.weight.data.copy_(ck["codes"].to(device))
-    log.info("starting from %s at epoch %d (new optimizer)", cfg.init_from, ck["epoch"])
-    return int(ck["epoch"]), list(ck.get("history", []))
 
 
 def _save(path: Path, model: AutoDecoder, opt, cfg: TrainConfig, epoch: int,
