@@ -15,8 +15,8 @@ from nimosef_engine.errors import NimosefInputError
 from nimosef_engine.geometry import HeartFrame, crop_affine, resample_grid_z
 from nimosef_engine.io.nifti import save_nifti
 from nimosef_engine.io.nifti_stream import NiftiFrameWriter
-from nimosef_engine.postprocess import clean_labels
 from nimosef_engine.progress import ProgressReporter
+from nimosef_engine.refine import final_labels
 from nimosef_engine.sample import (
     DEFAULT_MEMORY_BUDGET_GB,
     embed_frame,
@@ -61,18 +61,34 @@ def subject_grid(subj: dict) -> SubjectData:
         intensity_range=tuple(float(v) for v in subj["intensity_range"]))
 
 
+def subject_image(subj: dict, sd: SubjectData, path) -> np.ndarray | None:
+    """The normalised uint8 image ``(T, x, y, z)`` a subject file keeps for refinement, or
+    None (logged) if it keeps none; raises if its shape does not match the crop."""
+    image = subj.get("image_u8")
+    if image is None:
+        log.info("%s keeps no image: labels from the network alone", path)
+        return None
+    image = np.asarray(image, np.uint8)
+    if image.shape != (sd.n_frames, *sd.grid_shape):
+        raise NimosefInputError(path, f"its image {image.shape} does not match its crop "
+                                      f"({sd.n_frames}, {', '.join(map(str, sd.grid_shape))})")
+    return image
+
+
 def resample_subject(subject_path: str | Path, out_dir: str | Path, res_factor_z: int,
                      prior: str | Path | None = None, device: str = "auto",
                      clean: bool = True, reporter: ProgressReporter | None = None,
                      memory_budget_gb: float = DEFAULT_MEMORY_BUDGET_GB,
-                     first_frame: int | None = None) -> dict[str, Path]:
+                     first_frame: int | None = None, refine: bool = True) -> dict[str, Path]:
     """Write ``seg_zF.nii.gz`` and ``rec_zF.nii.gz`` of a fitted subject into ``out_dir``.
 
     Frames are sampled, cleaned and appended to the files one at a time, in network chunks
     sized to keep the process within ``memory_budget_gb``. With ``first_frame`` K, frame K is
     sampled before the others and written alone as ``preview_zF.nii.gz`` (3D intensities),
     announced by a ``preview`` progress event, so a viewer can show the frame on screen while
-    the rest of the cine is sampled.
+    the rest of the cine is sampled. With ``refine``, labels are refined by the image the
+    subject file keeps (:mod:`refine`), as segment-track did; a file without one (written with
+    ``--no-refine``, or by an older version) gives the network's labels.
     """
     from nimosef_engine.segment_track import frame_spacing_ms, load_prior
 
@@ -88,11 +104,13 @@ def resample_subject(subject_path: str | Path, out_dir: str | Path, res_factor_z
     sd = subject_grid(subj)
     if first_frame is not None and not 0 <= int(first_frame) < sd.n_frames:
         raise NimosefInputError("--first-frame", f"must be in 0..{sd.n_frames - 1}")
+    image = subject_image(subj, sd, subject_path) if refine else None
     f = int(res_factor_z)
     crop, src = int(np.prod(sd.grid_shape)), int(np.prod(sd.source_shape))
     # the preview frame's labels and intensities are held until the stream reaches it
     held = src * f * (1 + 4) if first_frame is not None else 0
-    plan = plan_chunk(memory_budget_gb, net, frame_bytes(crop * f, src * f) + held)
+    plan = plan_chunk(memory_budget_gb, net,
+                      frame_bytes(crop * f, src * f, refine=image is not None) + held)
     log.info(plan.describe())
     full_aff, full_shape = resample_grid_z(sd.source_affine_ras, sd.source_shape, f)
     dt = frame_spacing_ms(subj.get("time_ms"))
@@ -109,19 +127,21 @@ def resample_subject(subject_path: str | Path, out_dir: str | Path, res_factor_z
         order.insert(0, int(first_frame))
 
     def frames():
-        """(index, labels, intensities) of whole frames at z factor f, in ``order``."""
+        """(index, labels, intensities) of whole frames at z factor f, in ``order``; the
+        preview frame's intensities are written before its labels are made."""
         for fr in iter_frames(net, code, sd, f, dev, subj["pose_matrix"], reporter,
-                              "resample", chunk=plan.chunk, frames=order):
-            seg = clean_labels(fr.labels) if clean else fr.labels
-            yield fr.index, embed_frame(seg, sd, f), embed_frame(fr.intensity, sd, f, fill=lo)
+                              "resample", probs=image is not None, chunk=plan.chunk,
+                              frames=order):
+            rec = embed_frame(fr.intensity, sd, f, fill=lo)
+            if fr.index == first_frame and "preview" not in paths:
+                paths["preview"] = save_nifti(out_dir / f"preview_z{f}.nii.gz", rec, full_aff)
+                if reporter is not None:
+                    reporter.update("preview", 1.0, f"frame {fr.index} ready: {paths['preview']}")
+            img = None if image is None else image[fr.index]
+            yield fr.index, embed_frame(final_labels(fr, img, f, clean)[0], sd, f), rec
 
     stream = frames()
-    first = None
-    if first_frame is not None:
-        first = next(stream)
-        paths["preview"] = save_nifti(out_dir / f"preview_z{f}.nii.gz", first[2], full_aff)
-        if reporter is not None:
-            reporter.update("preview", 1.0, f"frame {first[0]} ready: {paths['preview']}")
+    first = next(stream) if first_frame is not None else None
     with NiftiFrameWriter(paths["seg"], shape4, np.uint8, full_aff, dt) as w_seg, \
             NiftiFrameWriter(paths["rec"], shape4, np.float32, full_aff, dt) as w_rec:
         for k in range(sd.n_frames):

@@ -31,6 +31,9 @@ DEFAULT_MEMORY_BUDGET_GB = 4.0
 SAMPLED_POINT_BYTES = 12 + 1 + 4 + 16 + 12
 # ... and with class probabilities: 4 float32 and the mesh pipeline's copies of one class.
 PROBS_POINT_BYTES = 16 + 16
+# ... and refined by the image (:mod:`refine`): log-prior, scores and posterior (4 float32
+# each), the image and the temporaries of one class.
+REFINE_POINT_BYTES = 3 * 16 + 4 + 12
 # Per voxel of one written whole-grid frame: labels, intensity, the x-fastest copy for disk.
 WRITTEN_VOXEL_BYTES = 1 + 4 + 4
 
@@ -240,11 +243,13 @@ def network_point_bytes(net) -> int:
     return 4 * (4 + cfg.code_dim) + 40 * cfg.width
 
 
-def frame_bytes(sampled_points: int, written_voxels: int, probs: bool = False) -> int:
+def frame_bytes(sampled_points: int, written_voxels: int, probs: bool = False,
+                refine: bool = False) -> int:
     """Memory held for one frame of output besides the network's chunk: ``sampled_points``
-    crop-grid points (with class probabilities if ``probs``) and ``written_voxels`` voxels of
-    whole-grid frames streamed to disk."""
-    per_point = SAMPLED_POINT_BYTES + (PROBS_POINT_BYTES if probs else 0)
+    crop-grid points (with class probabilities if ``probs``, refined by the image if
+    ``refine``) and ``written_voxels`` voxels of whole-grid frames streamed to disk."""
+    per_point = SAMPLED_POINT_BYTES + (PROBS_POINT_BYTES if probs or refine else 0) \
+        + (REFINE_POINT_BYTES if refine else 0)
     return int(sampled_points) * per_point + int(written_voxels) * WRITTEN_VOXEL_BYTES
 
 

@@ -42,8 +42,8 @@ from nimosef_engine.localise import localise_heart
 from nimosef_engine.losses.objective import subject_tensors
 from nimosef_engine.metrics import cardiac_indices, volumes_ml
 from nimosef_engine.model.checkpoint import load_checkpoint, model_from_checkpoint, prior_id
-from nimosef_engine.postprocess import clean_labels
 from nimosef_engine.progress import ProgressReporter, ShareReporter
+from nimosef_engine.refine import REFINE_BETA, REFINE_ITERATIONS, final_labels, quantise_image
 from nimosef_engine.sample import (
     DEFAULT_MEMORY_BUDGET_GB,
     crop_grid,
@@ -81,6 +81,7 @@ class SegmentTrackOptions:
     fit_steps: int | None = None
     roi_mm: float = 160.0
     clean: bool = True
+    refine: bool = True  # label maps refined by the image's intensities (:mod:`refine`)
     meshes: bool = True
     overwrite: bool = False
     frame_times: list[float] | None = None
@@ -342,6 +343,7 @@ def _run(inputs: list[Path], out: Path, opts: SegmentTrackOptions,
         "prior_path": str(Path(opts.prior).resolve()) if opts.prior else None,
         "input_affine_ras": np.asarray(cine.affine_ras).tolist(),
         "input_shape": list(cine.shape), "crop_offset": list(sd.crop_offset),
+        "image_u8": torch.from_numpy(quantise_image(sd.intensity)) if opts.refine else None,
         "crop_shape": list(sd.grid_shape), "intensity_range": list(sd.intensity_range),
         "model_times": [float(x) for x in sd.frame_times],
         "frame_times": [float(x) for x in cine.frame_times],
@@ -373,6 +375,8 @@ def _run(inputs: list[Path], out: Path, opts: SegmentTrackOptions,
                          "rotation_search_loss": rotation_losses},
         "fit": {"steps": steps, "final_loss": round(res.final_loss, 5), "quality": opts.quality,
                 "pose_hypotheses": hypotheses},
+        "refinement": {"beta": REFINE_BETA, "iterations": REFINE_ITERATIONS}
+        if opts.refine else None,
         "labels": {str(k): v for k, v in LABEL_NAMES.items()},
         "disclaimer": "Research software, not a medical device.",
     }
@@ -392,15 +396,16 @@ def frame_spacing_ms(trigger_ms) -> float | None:
 
 
 def output_frame_bytes(crop_shape, source_shape, factor: int, meshes: bool,
-                       n_frames: int) -> int:
+                       n_frames: int, refine: bool = False) -> int:
     """Memory (bytes) :func:`sample_and_write` holds besides the network's chunk: one frame at
-    z factor ``factor`` (with probabilities for meshes), one at the native resolution, and the
-    native crop labels of all ``n_frames`` (kept for the motion table and the report)."""
+    z factor ``factor`` (with probabilities for meshes or refinement), one at the native
+    resolution, the native crop labels of all ``n_frames`` (kept for the motion table and the
+    report) and, with ``refine``, the uint8 image of all frames."""
     crop, src = int(np.prod(crop_shape)), int(np.prod(source_shape))
-    nbytes = frame_bytes(crop * factor, src * factor, probs=meshes)
+    nbytes = frame_bytes(crop * factor, src * factor, probs=meshes, refine=refine)
     if factor > 1:
-        nbytes += frame_bytes(crop, src)
-    return nbytes + n_frames * crop
+        nbytes += frame_bytes(crop, src, refine=refine)
+    return nbytes + n_frames * crop * (2 if refine else 1)
 
 
 def check_memory_budget(cine: Cine, net, opts: SegmentTrackOptions) -> None:
@@ -410,16 +415,18 @@ def check_memory_budget(cine: Cine, net, opts: SegmentTrackOptions) -> None:
     _, crop_shape = roi_box_at((0, 0, 0), cine.shape, cine.affine_ras, opts.roi_mm)
     held_for_fit = 2 * 4 * cine.n_frames * int(np.prod(crop_shape))
     plan_chunk(opts.memory_budget_gb, net, held_for_fit + output_frame_bytes(
-        crop_shape, cine.shape, int(opts.res_factor_z), opts.meshes, cine.n_frames))
+        crop_shape, cine.shape, int(opts.res_factor_z), opts.meshes, cine.n_frames,
+        opts.refine))
 
 
 def sample_and_write(net, code: torch.Tensor, pose_m: torch.Tensor, sd: SubjectData,
                      cine: Cine, out: Path, opts: SegmentTrackOptions, device,
                      reporter: ProgressReporter,
                      timings: dict[str, float]) -> tuple[np.ndarray, list[dict]]:
-    """Frame by frame: sample at the native resolution and at z factor F, clean up, write the
-    meshes, append the frame to ``seg.nii.gz``, ``seg_zF.nii.gz`` and ``rec_zF.nii.gz`` and
-    measure the volumes. Peak memory: one frame plus a chunk sized by ``opts.memory_budget_gb``.
+    """Frame by frame: sample at the native resolution and at z factor F, refine by the image
+    (``opts.refine``), clean up, write the meshes, append the frame to ``seg.nii.gz``,
+    ``seg_zF.nii.gz`` and ``rec_zF.nii.gz`` and measure the volumes. Peak memory: one frame
+    plus a chunk sized by ``opts.memory_budget_gb``.
 
     Returns the cleaned native labels ``(T, x, y, z)`` uint8 on the crop grid and the
     per-frame volumes (mL). Adds the seconds spent to ``timings`` (sample, meshes, write).
@@ -429,17 +436,18 @@ def sample_and_write(net, code: torch.Tensor, pose_m: torch.Tensor, sd: SubjectD
 
     f, n_t = int(opts.res_factor_z), sd.n_frames
     plan = plan_chunk(opts.memory_budget_gb, net, output_frame_bytes(
-        sd.grid_shape, cine.shape, f, opts.meshes, n_t))
+        sd.grid_shape, cine.shape, f, opts.meshes, n_t, opts.refine))
     log.info(plan.describe())
     aff1, aff_f = crop_grid(sd, 1)[0], crop_grid(sd, f)[0]
     full_aff_f, full_shape_f = resample_grid_z(cine.affine_ras, cine.shape, f)
     dt_ms = frame_spacing_ms(cine.trigger_times_ms)
     lo = sd.intensity_range[0]
+    image = quantise_image(sd.intensity) if opts.refine else None
     frames_f = iter_frames(net, code, sd, f, device, pose_m, reporter, "sample",
-                           probs=opts.meshes, chunk=plan.chunk)
+                           probs=opts.meshes or opts.refine, chunk=plan.chunk)
     pairs = ((fr, fr) for fr in frames_f) if f == 1 else zip(
-        iter_frames(net, code, sd, 1, device, pose_m, chunk=plan.chunk), frames_f,
-        strict=True)
+        iter_frames(net, code, sd, 1, device, pose_m, probs=opts.refine, chunk=plan.chunk),
+        frames_f, strict=True)
     seg1_all = np.empty((n_t, *sd.grid_shape), np.uint8)
     vols: list[dict] = []
     for key in ("sample", "meshes", "write"):
@@ -454,15 +462,13 @@ def sample_and_write(net, code: torch.Tensor, pose_m: torch.Tensor, sd: SubjectD
         w_rec_f = writer(f"rec_z{f}.nii.gz", full_shape_f, np.float32, full_aff_f)
         tick = time.perf_counter()
         for fr1, fr_f in pairs:
-            seg_f = clean_labels(fr_f.labels) if opts.clean else fr_f.labels
-            if f == 1:
-                seg1 = seg_f
-            else:
-                seg1 = clean_labels(fr1.labels) if opts.clean else fr1.labels
+            img = None if image is None else image[fr_f.index]
+            seg_f, probs_f = final_labels(fr_f, img, f, opts.clean)
+            seg1 = seg_f if f == 1 else final_labels(fr1, img, 1, opts.clean)[0]
             seg1_all[fr_f.index] = seg1
             tick = _lap(timings, "sample", tick)
             if opts.meshes:
-                write_frame_meshes(fr_f.probs, aff_f, out / "meshes", fr_f.index)
+                write_frame_meshes(probs_f, aff_f, out / "meshes", fr_f.index)
                 tick = _lap(timings, "meshes", tick)
             w_seg1.write_frame(embed_frame(seg1, sd, 1))
             w_seg_f.write_frame(embed_frame(seg_f, sd, f))

@@ -28,6 +28,8 @@ def register(sub) -> None:
     p.add_argument("--pose-hypotheses", type=int, default=1,
                    help="starting poses fitted in full per patient (see segment-track)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--no-refine", action="store_true",
+                   help="labels from the network alone (see segment-track)")
     p.add_argument("--keep-outputs", action="store_true")
     p.add_argument("--progress", choices=["tqdm", "json", "none"], default="tqdm")
     p.set_defaults(func=run)
@@ -49,7 +51,7 @@ def acdc_subjects(args: argparse.Namespace) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     options = {"prior": args.prior, "quality": args.quality, "fit_steps": args.fit_steps,
-               "pose_hypotheses": args.pose_hypotheses,
+               "pose_hypotheses": args.pose_hypotheses, "refine": not args.no_refine,
                "device": args.device, "meshes": False, "res_factor_z": 1}
     reporter = make_reporter(args.progress)
     root = Path(args.root)

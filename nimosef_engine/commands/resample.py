@@ -17,6 +17,9 @@ def register(sub) -> None:
     p.add_argument("--prior", help="prior checkpoint (default: the one used for fitting)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--no-clean", action="store_true")
+    p.add_argument("--no-refine", action="store_true",
+                   help="labels from the network alone, even if the subject file keeps the "
+                        "image to refine them with")
     p.add_argument("--memory-budget-gb", type=float, default=DEFAULT_MEMORY_BUDGET_GB,
                    help="memory the run may use (GB, default %(default)s): frames are streamed "
                         "to disk and sampled in chunks sized to stay within it")
@@ -32,7 +35,8 @@ def run(args: argparse.Namespace) -> int:
     with cancel_on_signals(reporter):
         paths = resample_subject(args.subject, args.out, args.res_factor_z, args.prior,
                                  args.device, not args.no_clean, reporter,
-                                 args.memory_budget_gb, args.first_frame)
+                                 args.memory_budget_gb, args.first_frame,
+                                 refine=not args.no_refine)
     reporter.close()
     if args.progress != "json":
         for p in paths.values():

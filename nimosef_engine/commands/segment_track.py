@@ -41,6 +41,8 @@ def register(sub) -> None:
                    help="a point in the RV, scanner RAS mm")
     p.add_argument("--roi-mm", type=float, default=160.0)
     p.add_argument("--no-clean", action="store_true", help="keep raw label maps")
+    p.add_argument("--no-refine", action="store_true",
+                   help="labels from the network alone, not refined by the image's intensities")
     p.add_argument("--no-meshes", action="store_true")
     p.add_argument("--memory-budget-gb", type=float, default=DEFAULT_MEMORY_BUDGET_GB,
                    help="memory the run may use (GB, default %(default)s): frames are streamed "
@@ -56,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
         summary = segment_track(
             args.inputs, args.out, reporter, prior=args.prior, res_factor_z=args.res_factor_z,
             device=args.device, seed=args.seed, quality=args.quality, fit_steps=args.fit_steps,
-            roi_mm=args.roi_mm, clean=not args.no_clean, meshes=not args.no_meshes,
+            roi_mm=args.roi_mm, clean=not args.no_clean, refine=not args.no_refine,
+            meshes=not args.no_meshes,
             overwrite=args.overwrite, frame_times=args.frame_times,
             frame_numbers=args.frame_numbers, n_frames=args.n_frames, series=args.series,
             lv_center=args.lv_center, rv_point=args.rv_point, ed_frame=args.ed_frame,

@@ -15,6 +15,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from nimosef_engine.cli import main
 from nimosef_engine.data.acdc import remap_acdc_labels
@@ -23,6 +24,7 @@ from nimosef_engine.io.nifti import load_nifti
 from nimosef_engine.meshes import polydata_points, read_vtp
 from nimosef_engine.metrics import dice
 from nimosef_engine.model.checkpoint import load_checkpoint
+from nimosef_engine.refine import REFINE_BETA, REFINE_ITERATIONS
 from nimosef_engine.segment_track import (
     BUNDLED_PRIOR,
     POSE_WARMUP_STEPS,
@@ -119,6 +121,43 @@ def test_resample_reproduces_and_extends_without_fitting(st_090, tmp_path):
     s3, a3 = load_nifti(tmp_path / "r3" / "seg_z3.nii.gz", ndim=4, dtype=np.uint8)
     assert s3.shape == (154, 224, 21, 12)
     np.testing.assert_allclose(a3, resample_grid_z(aff, img.shape[:3], 3)[0])
+
+
+def test_labels_are_refined_by_the_image_the_subject_file_keeps(st_090, tmp_path, capsys):
+    summary = json.loads((st_090 / "summary.json").read_text())
+    assert summary["refinement"] == {"beta": REFINE_BETA, "iterations": REFINE_ITERATIONS}
+    subj = torch.load(st_090 / "subject.nimosef", weights_only=False)
+    img, _ = load_nifti(CINE)
+    (ox, oy, oz), (nx, ny, nz) = subj["crop_offset"], subj["crop_shape"]
+    crop = np.moveaxis(img[ox:ox + nx, oy:oy + ny, oz:oz + nz], -1, 0)
+    kept = subj["image_u8"].numpy()
+    assert kept.shape == crop.shape and kept.dtype == np.uint8
+    lo, hi = subj["intensity_range"]
+    np.testing.assert_allclose(kept / 255, np.clip((crop - lo) / (hi - lo), 0, 1), atol=0.5 / 255)
+
+    def resampled(subject, name, *extra, status=0):
+        assert main(["resample", str(subject), "--res-factor-z", "2", "--out",
+                     str(tmp_path / name), "--device", "cpu", "--progress", "none",
+                     *extra]) == status
+        if status:
+            return None
+        return load_nifti(tmp_path / name / "seg_z2.nii.gz", ndim=4, dtype=np.uint8)[0]
+
+    refined, _ = load_nifti(st_090 / "seg_z2.nii.gz", ndim=4, dtype=np.uint8)
+    raw = resampled(st_090 / "subject.nimosef", "raw", "--no-refine")
+    # the refinement moves boundaries, not whole structures
+    assert (raw != refined).mean() > 0.001
+    assert dice(raw, refined, 1) > 0.8
+    # a subject file that keeps no image (written with --no-refine) gives the network's labels
+    subj["image_u8"] = None
+    torch.save(subj, tmp_path / "no_image.nimosef")
+    assert np.array_equal(resampled(tmp_path / "no_image.nimosef", "no_image"), raw)
+    # ... and one whose image does not fit its crop is refused
+    subj["image_u8"] = torch.zeros((2, 3, 4, 5), dtype=torch.uint8)
+    torch.save(subj, tmp_path / "bad_image.nimosef")
+    resampled(tmp_path / "bad_image.nimosef", "bad", status=2)
+    assert "bad_image.nimosef: its image (2, 3, 4, 5) does not match" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
 
 
 def test_ed_es_pair_finds_the_lv_where_the_labels_say(tmp_path):

@@ -96,7 +96,7 @@ def test_tiny_budget_many_chunks_same_volumes(fitted, tmp_path, monkeypatch, cap
     sd = subject_grid(load_subject_file(fitted))
     crop, src = int(np.prod(sd.grid_shape)), int(np.prod(sd.source_shape))
     net = model_from_checkpoint(load_checkpoint(BUNDLED_PRIOR), "cpu")
-    nbytes = sample.frame_bytes(crop * 3, src * 3)
+    nbytes = sample.frame_bytes(crop * 3, src * 3, refine=True)  # the subject keeps its image
     # with nothing else in use, a budget for exactly 700 points per network call
     budget_gb = (nbytes + 700 * sample.network_point_bytes(net) + 1) / sample.BYTES_PER_GB
     default = resample_subject(fitted, tmp_path / "default", 3, device="cpu")
