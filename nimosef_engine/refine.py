@@ -71,6 +71,14 @@ def refine_probs(image: np.ndarray, probs: np.ndarray, beta: float = REFINE_BETA
     ``image (X, Y, Z)``: the frame's intensities normalised to [0, 1] on the same grid as
     ``probs (C, X, Y, Z)``, the network's class probabilities (class 0 the background).
     """
+    return refine_with_evidence(image, probs, beta, iterations)[0]
+
+
+def refine_with_evidence(image: np.ndarray, probs: np.ndarray, beta: float = REFINE_BETA,
+                         iterations: int = REFINE_ITERATIONS) -> tuple[np.ndarray, float]:
+    """:func:`refine_probs` and the mean log evidence of the image under the last iteration's
+    model, ``mean_x log sum_c p_net(c|x)^beta p(I(x)|c)``: how well the network's layout of the
+    classes explains the image's intensities."""
     if image.shape != probs.shape[1:]:
         raise ValueError(f"image {image.shape} and probabilities {probs.shape} differ")
     image = np.asarray(image, np.float32)
@@ -78,16 +86,20 @@ def refine_probs(image: np.ndarray, probs: np.ndarray, beta: float = REFINE_BETA
     log_prior *= np.float32(beta)
     post = np.array(probs, np.float32)
     score = np.empty_like(post)
+    evidence = float("nan")
     for _ in range(int(iterations)):
         score[:] = log_prior  # background: a flat likelihood, log 1 = 0 on [0, 1]
         for c in range(1, post.shape[0]):
             mean, sd = slice_gaussian(image, post[c])
             z = (image - mean.astype(np.float32)) / sd.astype(np.float32)
             score[c] -= 0.5 * z * z + np.log(sd).astype(np.float32) + _LOG_SQRT_2PI
-        np.subtract(score, score.max(0, keepdims=True), out=score)
+        top = score.max(0, keepdims=True)
+        np.subtract(score, top, out=score)
         np.exp(score, out=post)
-        post /= post.sum(0, keepdims=True)
-    return post
+        total = post.sum(0, keepdims=True)
+        evidence = float(np.mean(top + np.log(total), dtype=np.float64))
+        post /= total
+    return post, evidence
 
 
 def final_labels(frame, image_u8: np.ndarray | None, factor: int,

@@ -17,6 +17,7 @@ from nimosef_engine.refine import (
     image_on_grid,
     quantise_image,
     refine_probs,
+    refine_with_evidence,
     slice_gaussian,
 )
 
@@ -103,3 +104,11 @@ def test_the_image_follows_the_super_resolved_grid():
     assert quantise_image(np.array([-0.5, 0.5, 2.0])).tolist() == [0, 128, 255]
     with pytest.raises(ValueError, match="differ"):
         refine_probs(np.zeros((2, 2, 3), np.float32), np.zeros((4, 2, 2, 2), np.float32))
+
+
+def test_the_image_is_better_explained_by_the_right_layout(frame):
+    img_u8, gt = frame
+    image = image_on_grid(img_u8, 1)
+    right = refine_with_evidence(image, soft(gt))[1]
+    shifted = refine_with_evidence(image, soft(np.roll(gt, 6, axis=0)))[1]
+    assert np.isfinite(right) and right > shifted + 0.05, (right, shifted)

@@ -1,0 +1,161 @@
+"""Which of several fitted starting poses to keep: the fit loss, or agreement with the image?
+
+    python benchmarks/pose_selection.py --manifest-root data/acdc_pp --split val [--root ACDC]
+        [--subjects patient020 ...] [--csv rows.csv]
+
+For each ACDC patient (ED/ES pair, as ``nimosef evaluate`` runs it) the heart is found from
+the images and the cine is fitted in full from each of the starting poses of
+``segment-track --pose-hypotheses 3`` (the rotation search's best, its runner-up, the best
+after a pose-only warm-up). Each fit is scored against the labels (raw and refined by the
+image) and described by three criteria that need no labels: its final loss (what
+``--pose-hypotheses`` keeps now), the mean log evidence of the image under the refinement's
+model (:func:`refine.refine_with_evidence`), and the agreement of the network's labels with
+the refined ones (mean Dice over classes and frames). Prints the mean Dice of the fits each
+criterion would keep, of the first pose (the default), and of the best pose (an oracle).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from common import record
+
+from nimosef_engine.data.acdc import parse_info_cfg, remap_acdc_labels
+from nimosef_engine.fit import FitConfig, fit_subject
+from nimosef_engine.io.cine import load_cine
+from nimosef_engine.io.nifti import load_nifti
+from nimosef_engine.localise import localise_heart
+from nimosef_engine.losses.objective import subject_tensors
+from nimosef_engine.metrics import dice
+from nimosef_engine.postprocess import clean_labels
+from nimosef_engine.progress import ProgressReporter
+from nimosef_engine.refine import image_on_grid, quantise_image, refine_with_evidence
+from nimosef_engine.sample import embed_frame, iter_frames
+from nimosef_engine.segment_track import (
+    MAX_POSE_HYPOTHESES,
+    QUALITY,
+    SegmentTrackOptions,
+    choose_rotation,
+    cycle_times_from_ed,
+    load_prior,
+    pose_hypotheses,
+    rotated_frame,
+    subject_from_cine,
+)
+
+ACDC = Path("/work/shared/data/acdc/training")
+CLASSES = ((1, "LV"), (2, "MYO"), (3, "RV"))
+CRITERIA = {"first pose (default)": None, "lowest fit loss": ("final_loss", min),
+            "highest image evidence": ("evidence", max),
+            "most agreement with the image": ("agreement", max)}
+
+
+def score_fit(net, res, sd, gts, image) -> dict:
+    """Dice (raw and refined, mean over ED and ES) and the two image criteria of one fit."""
+    raw = {name: [] for _, name in CLASSES}
+    ref = {name: [] for _, name in CLASSES}
+    evidence, agreement = [], []
+    for fr, gt in zip(iter_frames(net, res.code, sd, 1, "cpu", res.pose_matrix, probs=True),
+                      gts, strict=True):
+        post, ev = refine_with_evidence(image_on_grid(image[fr.index], 1), fr.probs)
+        lab_raw = clean_labels(fr.probs.argmax(0).astype(np.uint8))
+        lab_ref = clean_labels(post.argmax(0).astype(np.uint8))
+        evidence.append(ev)
+        agreement.append(np.nanmean([dice(lab_raw, lab_ref, c) for c, _ in CLASSES]))
+        for c, name in CLASSES:
+            raw[name].append(dice(embed_frame(lab_raw, sd, 1), gt, c))
+            ref[name].append(dice(embed_frame(lab_ref, sd, 1), gt, c))
+    return {"final_loss": float(res.final_loss), "evidence": float(np.mean(evidence)),
+            "agreement": float(np.mean(agreement)),
+            **{f"raw_{k}": float(np.nanmean(v)) for k, v in raw.items()},
+            **{f"refined_{k}": float(np.nanmean(v)) for k, v in ref.items()}}
+
+
+def patient(folder: Path, net, ckpt) -> list[dict]:
+    info = parse_info_cfg(folder / "Info.cfg")
+    numbers = (info.ed, info.es)
+    cine = load_cine([folder / f"{folder.name}_frame{n:02d}.nii.gz" for n in numbers],
+                     frame_numbers=list(numbers), n_frames=info.nb_frame)
+    gts = [remap_acdc_labels(load_nifti(folder / f"{folder.name}_frame{n:02d}_gt.nii.gz", 3,
+                                        dtype=np.uint8)[0]) for n in numbers]
+    preset = QUALITY["standard"]
+    pose = localise_heart(cine.frames, cine.affine_ras,
+                          scale_mm=float(ckpt.get("norm_scale_mm", 100.0)), source=folder.name)
+    times = cycle_times_from_ed(cine, 0, 1, ckpt.get("es_time_mean"))
+    sd = subject_from_cine(cine, pose.frame, pose.roi_center_ras, times, 160.0, folder.name)
+    image = quantise_image(sd.intensity)
+    _, losses = choose_rotation(net, ckpt, sd, SegmentTrackOptions(), preset, "cpu",
+                                ProgressReporter())
+    steps = int((ckpt.get("fit_defaults") or {}).get("steps", FitConfig.steps))
+    cfg = FitConfig(steps=steps, n_points=preset["n_points"], pose=preset["pose"],
+                    restarts=preset["restarts"], seed=0)
+    rows = []
+    for i, (angle, warm) in enumerate(pose_hypotheses(losses, MAX_POSE_HYPOTHESES)):
+        cand = replace(sd, heart=rotated_frame(sd.heart, angle))
+        res = fit_subject(net, subject_tensors(cand, "cpu"), replace(cfg, pose_warmup=warm),
+                          ckpt["code_mean"])
+        rows.append({"subject": folder.name, "group": info.group, "hypothesis": i,
+                     "rotation_deg": angle, "pose_warmup_steps": warm,
+                     **score_fit(net, res, cand, gts, image)})
+    return rows
+
+
+def kept(df: pd.DataFrame, criterion) -> pd.DataFrame:
+    """One row per subject: the hypothesis ``criterion`` (column, min/max) keeps."""
+    if criterion is None:
+        return df[df["hypothesis"] == 0]
+    col, pick = criterion
+    idx = df.groupby("subject")[col].idxmin() if pick is min else \
+        df.groupby("subject")[col].idxmax()
+    return df.loc[idx]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--root", default=str(ACDC))
+    ap.add_argument("--subjects", nargs="+")
+    ap.add_argument("--manifest-root", help="preprocessed dataset whose --split to use")
+    ap.add_argument("--split", default="val")
+    ap.add_argument("--prior")
+    ap.add_argument("--csv", help="write one row per patient and starting pose here")
+    args = ap.parse_args()
+    if args.subjects:
+        subjects = args.subjects
+    else:
+        from nimosef_engine.data.manifest import load_dataset_manifest
+
+        if not args.manifest_root:
+            raise SystemExit("give --subjects or --manifest-root")
+        manifest = load_dataset_manifest(args.manifest_root)
+        subjects = ["patient" + s.removeprefix("sub-") for s in manifest["splits"][args.split]]
+    torch.manual_seed(0)
+    ckpt, net, _ = load_prior(args.prior, "cpu")
+    rows = []
+    t0 = time.perf_counter()
+    for pid in subjects:
+        rows += patient(Path(args.root) / pid, net, ckpt)
+        print(pd.DataFrame(rows[-MAX_POSE_HYPOTHESES:]).round(4).to_string(), flush=True)
+    df = pd.DataFrame(rows)
+    if args.csv:
+        df.to_csv(args.csv, index=False)
+    best = df.assign(mean=df[[f"refined_{n}" for _, n in CLASSES]].mean(1))
+    table = {name: kept(df, crit) for name, crit in CRITERIA.items()}
+    table["best pose (oracle, refined Dice)"] = kept(best, ("mean", max))
+    figures = {
+        "subjects": len(subjects), "runtime_s": round(time.perf_counter() - t0, 1),
+        "mean_dice": {name: {f"{kind}_{n}": round(float(k[f"{kind}_{n}"].mean()), 4)
+                             for kind in ("raw", "refined") for _, n in CLASSES}
+                      for name, k in table.items()},
+        "kept_hypothesis": {name: k["hypothesis"].tolist() for name, k in table.items()}}
+    record("pose_selection", figures)
+
+
+if __name__ == "__main__":
+    main()
