@@ -64,6 +64,7 @@ class NimosefSlicerParameterNode:
     resFactorZ: Annotated[float, WithinRange(1, 4)] = 2
     device: Annotated[str, Choice(["auto", "cuda", "cpu"])] = "auto"
     quality: Annotated[str, Choice(["fast", "standard", "thorough"])] = "standard"
+    refine: bool = True
 
 
 class NimosefSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
@@ -188,7 +189,8 @@ class NimosefSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             p = self._parameterNode
             self.job = self.logic.startSegmentTrack(p.inputNode, int(round(p.resFactorZ)),
                                                     p.device, p.quality,
-                                                    self.ui.priorPathLineEdit.currentPath)
+                                                    self.ui.priorPathLineEdit.currentPath,
+                                                    refine=p.refine)
             self.startPolling(_("Segment & Track started"))
 
     def onResolutionChanged(self, value: float) -> None:
@@ -349,7 +351,7 @@ class NimosefSlicerLogic(ScriptedLoadableModuleLogic):
 
     def startSegmentTrack(self, inputNode, resFactorZ: int = 2, device: str = "auto",
                           quality: str = "standard", priorPath: str | None = None,
-                          workDir: str | None = None):
+                          workDir: str | None = None, refine: bool = True):
         """Export the cine and start the engine in the background; returns the job to poll.
 
         Raises ValueError for a bad input node or options.
@@ -360,7 +362,8 @@ class NimosefSlicerLogic(ScriptedLoadableModuleLogic):
 
         ctx = self.context()
         cine = find_cine(ctx, inputNode)
-        options = SegmentTrackOptions(int(resFactorZ), device, quality, priorPath or None)
+        options = SegmentTrackOptions(int(resFactorZ), device, quality, priorPath or None,
+                                      refine=bool(refine))
         workDir = workDir or tempfile.mkdtemp(prefix="NIMOSEF_",
                                               dir=slicer.app.temporaryPath)
         job = SegmentTrackJob(ctx, cine, options, self.pythonExecutable(), self.engineParent(),
@@ -378,9 +381,10 @@ class NimosefSlicerLogic(ScriptedLoadableModuleLogic):
 
     def process(self, inputNode, resFactorZ: int = 2, device: str = "auto",
                 quality: str = "standard", priorPath: str | None = None,
-                progressCallback=None, logCallback=None):
+                progressCallback=None, logCallback=None, refine: bool = True):
         """Blocking Segment & Track (scripts, self-test). ``progressCallback(event)``."""
-        job = self.startSegmentTrack(inputNode, resFactorZ, device, quality, priorPath)
+        job = self.startSegmentTrack(inputNode, resFactorZ, device, quality, priorPath,
+                                     refine=refine)
         job.process.wait(progressCallback)
         if logCallback:
             for line in job.process.log:

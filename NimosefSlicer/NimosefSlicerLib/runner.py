@@ -47,6 +47,7 @@ class SegmentTrackOptions:
     quality: str = "standard"
     prior: str | None = None
     seed: int | None = 0
+    refine: bool = True  # label maps refined by the image (engine default)
 
     def __post_init__(self):
         if int(self.res_factor_z) not in RES_FACTORS:
@@ -73,6 +74,8 @@ def segment_track_args(input_path: str | Path, out_dir: str | Path,
         args += ["--prior", str(options.prior)]
     if options.seed is not None:
         args += ["--seed", str(int(options.seed))]
+    if not options.refine:
+        args.append("--no-refine")
     return args
 
 

@@ -41,6 +41,9 @@ def test_command_lines_follow_the_engine_contract(tmp_path):
     assert pairs["--device"] == "cpu" and pairs["--quality"] == "fast"
     assert pairs["--progress"] == "json" and pairs["--prior"] == "/p/prior.pt"
     assert pairs["--seed"] == "4" and "--overwrite" in args
+    assert "--no-refine" not in args
+    unrefined = runner.SegmentTrackOptions(refine=False)
+    assert runner.segment_track_args("in", "out", unrefined)[-1] == "--no-refine"
     assert runner.resample_args("o/subject.nimosef", 4, "r") == \
         ["resample", "o/subject.nimosef", "--res-factor-z", "4", "--out", "r",
          "--progress", "json"]

@@ -73,8 +73,12 @@ def test_parameter_bindings_match_the_parameter_node():
             if prop.get("name") == "SlicerParameterName":
                 bound[prop.find("string").text] = name
     assert set(bound) <= set(fields), f"bound to unknown parameters: {set(bound) - set(fields)}"
-    assert {"inputNode", "resFactorZ", "device", "quality"} <= set(bound)
+    assert {"inputNode", "resFactorZ", "device", "quality", "refine"} <= set(bound)
     widgets = ui_widgets()
+    assert widgets[bound["refine"]].get("class") == "QCheckBox"
+    assert ast.unparse(fields["refine"].annotation) == "bool"
+    checked = {p.get("name"): p for p in widgets[bound["refine"]].findall("property")}
+    assert checked["checked"].find("bool").text == "true"  # on, as the engine's default
     for param, combo in (("device", "deviceComboBox"), ("quality", "qualityComboBox")):
         items = [i.find("property/string").text for i in widgets[combo].findall("item")]
         choices = re.findall(r"['\"](\w+)['\"]", ast.unparse(fields[param].annotation))
