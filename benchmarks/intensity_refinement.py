@@ -11,8 +11,8 @@ again from the fitted code and pose, and scored against the ACDC labels as ``nim
 evaluate`` does (Dice per class on the whole grid, |EF error| from the ED and ES volumes):
 the network's labels alone ("none", what ``--no-refine`` writes), then refined by the image
 with each prior weight β in ``--betas`` (the default, :data:`refine.REFINE_BETA`, is what
-segment-track writes). Clean-up as segment-track. The fits are the same in every row, so the
-rows differ by the refinement alone.
+segment-track writes; with the LV cavity fill, as segment-track). Clean-up as segment-track.
+The fits are the same in every row, so the rows differ by the refinement alone.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from nimosef_engine.refine import (
     REFINE_ITERATIONS,
     image_on_grid,
     quantise_image,
-    refine_probs,
+    refined_labels,
 )
 from nimosef_engine.resample import load_subject_file, subject_grid
 from nimosef_engine.sample import embed_frame, iter_frames
@@ -103,9 +103,9 @@ def main() -> None:
             t = time.perf_counter()
             labels = []
             for i, p in enumerate(probs):
-                if beta is not None:
-                    p = refine_probs(image_on_grid(image[i], 1), p, beta, REFINE_ITERATIONS)
-                labels.append(embed_frame(clean_labels(p.argmax(0).astype(np.uint8)), sd, 1))
+                lab = p.argmax(0).astype(np.uint8) if beta is None else refined_labels(
+                    image_on_grid(image[i], 1), p, beta, REFINE_ITERATIONS)[0]
+                labels.append(embed_frame(clean_labels(lab), sd, 1))
             if beta == REFINE_BETA:
                 seconds.append((time.perf_counter() - t) / len(probs))
             rows.append({"refinement": "none" if beta is None else f"beta={beta:g}",

@@ -8,17 +8,21 @@ Gaussian intensity model per heart class and per slice (slices of a cine differ 
 sensitivity) estimated from the image by a few EM iterations started from the network's
 probabilities, and a flat likelihood for the background (lung, fat, liver: no single
 intensity). ``β < 1`` loosens the prior so that a boundary can move to the image's edge.
+Papillary muscles and trabeculations are as dark as the myocardium but belong to the LV
+cavity in the labels the prior was trained on (ACDC): :func:`fill_lv_cavity` gives them back.
 The ablation is in ``benchmarks/intensity_refinement.py`` and the model card.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from scipy.spatial import Delaunay, QhullError
 
 from nimosef_engine.geometry import new_to_old_k
 
 REFINE_BETA = 0.5  # weight of the network's log-probabilities
 REFINE_ITERATIONS = 5  # EM iterations
+LV, MYO = 1, 2
 MIN_SLICE_WEIGHT = 30.0  # voxels of a class in a slice below which its frame-wide model is used
 SD_FLOOR = 0.02  # smallest intensity standard deviation (normalised units)
 IMAGE_LEVELS = 255  # the normalised image is kept as uint8 in subject.nimosef
@@ -102,6 +106,35 @@ def refine_with_evidence(image: np.ndarray, probs: np.ndarray, beta: float = REF
     return post, evidence
 
 
+def fill_lv_cavity(labels: np.ndarray) -> np.ndarray:
+    """Myocardium voxels inside the in-plane convex hull of the LV blood pool become blood
+    pool, slice by slice (a copy of ``labels (X, Y, Z)``): the cavity of the short-axis LV is
+    convex, and dark papillary muscles and trabeculations inside it are cavity."""
+    out = labels.copy()
+    for k in range(labels.shape[2]):
+        pts = np.argwhere(labels[:, :, k] == LV)
+        if len(pts) < 3:
+            continue
+        try:
+            hull = Delaunay(pts)
+        except QhullError:  # all on a line: no area to fill
+            continue
+        (x0, y0), (x1, y1) = pts.min(0), pts.max(0) + 1
+        box = out[x0:x1, y0:y1, k]
+        gx, gy = np.mgrid[x0:x1, y0:y1]
+        inside = (hull.find_simplex(np.c_[gx.ravel(), gy.ravel()]) >= 0).reshape(gx.shape)
+        box[inside & (box == MYO)] = LV
+    return out
+
+
+def refined_labels(image: np.ndarray, probs: np.ndarray, beta: float = REFINE_BETA,
+                   iterations: int = REFINE_ITERATIONS) -> tuple[np.ndarray, np.ndarray]:
+    """Labels ``(X, Y, Z)`` uint8 of one frame refined by its image (:func:`refine_probs`,
+    then :func:`fill_lv_cavity`), and the posterior probabilities."""
+    post = refine_probs(image, probs, beta, iterations)
+    return fill_lv_cavity(post.argmax(0).astype(np.uint8)), post
+
+
 def final_labels(frame, image_u8: np.ndarray | None, factor: int,
                  clean: bool) -> tuple[np.ndarray, np.ndarray | None]:
     """Labels of a :class:`sample.SampledFrame` as written: refined by the frame's image
@@ -114,6 +147,5 @@ def final_labels(frame, image_u8: np.ndarray | None, factor: int,
     if image_u8 is not None:
         if probs is None:
             raise ValueError("refining a frame needs its class probabilities")
-        probs = refine_probs(image_on_grid(image_u8, factor), probs)
-        labels = probs.argmax(0).astype(np.uint8)
+        labels, probs = refined_labels(image_on_grid(image_u8, factor), probs)
     return (clean_labels(labels) if clean else labels), probs
