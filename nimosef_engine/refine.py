@@ -16,7 +16,7 @@ The ablation is in ``benchmarks/intensity_refinement.py`` and the model card.
 from __future__ import annotations
 
 import numpy as np
-from scipy.spatial import Delaunay, QhullError
+from scipy.spatial import ConvexHull, QhullError
 
 from nimosef_engine.geometry import new_to_old_k
 
@@ -107,22 +107,27 @@ def refine_with_evidence(image: np.ndarray, probs: np.ndarray, beta: float = REF
 
 
 def fill_lv_cavity(labels: np.ndarray) -> np.ndarray:
-    """Myocardium voxels inside the in-plane convex hull of the LV blood pool become blood
-    pool, slice by slice (a copy of ``labels (X, Y, Z)``): the cavity of the short-axis LV is
-    convex, and dark papillary muscles and trabeculations inside it are cavity."""
+    """Myocardium voxels inside the in-plane convex hull of the LV blood pool (its largest
+    component: a stray island would stretch the hull) become blood pool, slice by slice (a copy
+    of ``labels (X, Y, Z)``): the cavity of the short-axis LV is convex, and dark papillary
+    muscles and trabeculations inside it are cavity."""
+    from nimosef_engine.postprocess import largest_component
+
     out = labels.copy()
+    lv = largest_component(labels == LV)
     for k in range(labels.shape[2]):
-        pts = np.argwhere(labels[:, :, k] == LV)
+        pts = np.argwhere(lv[:, :, k])
         if len(pts) < 3:
             continue
         try:
-            hull = Delaunay(pts)
+            facets = ConvexHull(pts).equations  # (n, 3): inside where a.x + b <= 0 for all
         except QhullError:  # all on a line: no area to fill
             continue
         (x0, y0), (x1, y1) = pts.min(0), pts.max(0) + 1
         box = out[x0:x1, y0:y1, k]
         gx, gy = np.mgrid[x0:x1, y0:y1]
-        inside = (hull.find_simplex(np.c_[gx.ravel(), gy.ravel()]) >= 0).reshape(gx.shape)
+        inside = (gx[..., None] * facets[:, 0] + gy[..., None] * facets[:, 1]
+                  + facets[:, 2] <= 1e-9).all(-1)
         box[inside & (box == MYO)] = LV
     return out
 

@@ -14,6 +14,7 @@ from nimosef_engine.io.nifti import load_nifti
 from nimosef_engine.metrics import dice
 from nimosef_engine.refine import (
     MIN_SLICE_WEIGHT,
+    fill_lv_cavity,
     image_on_grid,
     quantise_image,
     refine_probs,
@@ -112,3 +113,26 @@ def test_the_image_is_better_explained_by_the_right_layout(frame):
     right = refine_with_evidence(image, soft(gt))[1]
     shifted = refine_with_evidence(image, soft(np.roll(gt, 6, axis=0)))[1]
     assert np.isfinite(right) and right > shifted + 0.05, (right, shifted)
+
+
+def test_papillary_muscles_go_back_to_the_cavity_and_the_wall_stays(frame):
+    _, gt = frame
+    k = int(np.argmax((gt == 1).sum((0, 1))))  # the slice with the most LV
+    drawn = gt.copy()
+    cavity = np.argwhere(gt[:, :, k] == 1)
+    cx, cy = cavity.mean(0).astype(int)
+    drawn[cx - 2:cx + 2, cy - 2:cy + 2, k] = 2  # a dark papillary muscle called myocardium
+    assert (drawn == 2).sum() > (gt == 2).sum()
+    # the manual cavity is convex in-plane but for a few voxels ...
+    hull_of_gt = fill_lv_cavity(gt)
+    assert 0 < (hull_of_gt != gt).sum() < 20
+    # ... and the muscle is cavity again, the wall untouched
+    assert np.array_equal(fill_lv_cavity(drawn), hull_of_gt)
+    # a stray LV voxel far outside the heart does not stretch the cavity over the wall
+    stray = gt.copy()
+    stray[0, 0, k] = 1
+    assert np.array_equal(fill_lv_cavity(stray), np.where(stray == 2, hull_of_gt, stray))
+    # a slice with an LV on a line has no area to fill
+    line = np.zeros((5, 5, 1), np.uint8)
+    line[1:4, 2, 0] = 1
+    assert np.array_equal(fill_lv_cavity(line), line)
