@@ -48,3 +48,38 @@ def preprocessed_test_data() -> Path:
     out = Path(tempfile.mkdtemp(prefix="nimosef_bench_"))
     preprocess_dataset("acdc", TEST_ACDC, out, fractions=(1.0, 0.0, 0.0))
     return out
+
+
+ACDC = Path("/work/shared/data/acdc/training")  # the ACDC training folder on this machine
+
+
+def split_subjects(subjects: list[str] | None, manifest_root: str | None,
+                   split: str) -> list[str]:
+    """ACDC patient names: ``subjects`` if given, else those of ``split`` in the manifest of
+    the preprocessed dataset at ``manifest_root``."""
+    if subjects:
+        return list(subjects)
+    from nimosef_engine.data.manifest import load_dataset_manifest
+
+    if not manifest_root:
+        raise SystemExit("give --subjects or --manifest-root")
+    manifest = load_dataset_manifest(manifest_root)
+    return ["patient" + s.removeprefix("sub-") for s in manifest["splits"][split]]
+
+
+def acdc_ed_es(folder: Path):
+    """``(Info.cfg, cine of the ED and ES frames, their labels remapped to NIMOSEF's)`` of an
+    ACDC patient folder, as ``nimosef evaluate`` reads it."""
+    import numpy as np
+
+    from nimosef_engine.data.acdc import parse_info_cfg, remap_acdc_labels
+    from nimosef_engine.io.cine import load_cine
+    from nimosef_engine.io.nifti import load_nifti
+
+    info = parse_info_cfg(folder / "Info.cfg")
+    numbers = (info.ed, info.es)
+    cine = load_cine([folder / f"{folder.name}_frame{n:02d}.nii.gz" for n in numbers],
+                     frame_numbers=list(numbers), n_frames=info.nb_frame)
+    gts = [remap_acdc_labels(load_nifti(folder / f"{folder.name}_frame{n:02d}_gt.nii.gz", 3,
+                                        dtype=np.uint8)[0]) for n in numbers]
+    return info, cine, gts

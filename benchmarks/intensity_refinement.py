@@ -23,14 +23,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from common import record
+from common import ACDC, acdc_ed_es, record
 
-from nimosef_engine.benchmark_eval import _ef
-from nimosef_engine.data.acdc import parse_info_cfg, remap_acdc_labels
+from nimosef_engine.benchmark_eval import score_ed_es
 from nimosef_engine.data.preprocess import crop_last3, normalise_intensity
-from nimosef_engine.io.cine import load_cine
-from nimosef_engine.io.nifti import load_nifti
-from nimosef_engine.metrics import dice, volumes_ml
 from nimosef_engine.postprocess import clean_labels
 from nimosef_engine.refine import (
     REFINE_BETA,
@@ -43,43 +39,20 @@ from nimosef_engine.resample import load_subject_file, subject_grid
 from nimosef_engine.sample import embed_frame, iter_frames
 from nimosef_engine.segment_track import load_prior
 
-ACDC = Path("/work/shared/data/acdc/training")
 CLASSES = ((1, "LV"), (2, "MYO"), (3, "RV"))
 
 
 def patient_frames(folder: Path, root: Path, net):
     """``(probs per frame, uint8 image per frame, labels per frame, affine, subject grid)`` of
     one evaluated patient: ED then ES."""
-    pid = folder.name
     subj = load_subject_file(folder / "subject.nimosef")
     sd = subject_grid(subj)
-    info = parse_info_cfg(root / pid / "Info.cfg")
-    files = [root / pid / f"{pid}_frame{n:02d}.nii.gz" for n in (info.ed, info.es)]
-    cine = load_cine(files, frame_numbers=[info.ed, info.es], n_frames=info.nb_frame)
+    _, cine, gts = acdc_ed_es(root / folder.name)
     image = quantise_image(normalise_intensity(
         crop_last3(cine.frames, sd.crop_offset, sd.grid_shape), sd.intensity_range))
     probs = [fr.probs.copy() for fr in iter_frames(net, subj["code"], sd, 1, "cpu",
                                                    subj["pose_matrix"], probs=True)]
-    gts = [remap_acdc_labels(load_nifti(f.with_name(f.name.replace(".nii", "_gt.nii")),
-                                        ndim=3, dtype=np.uint8)[0]) for f in files]
     return probs, image, gts, cine.affine_ras, sd
-
-
-def score(pid: str, labels: list[np.ndarray], gts: list[np.ndarray], aff) -> dict:
-    """The columns ``nimosef evaluate`` writes: Dice per class and frame, EF errors."""
-    row = {"subject": pid}
-    vols = {}
-    for (name, p), gt in zip((("ED", labels[0]), ("ES", labels[1])), gts, strict=True):
-        for c, cname in CLASSES:
-            row[f"dice_{cname}_{name}"] = dice(p, gt, c)
-        vols[name] = (volumes_ml(p, aff), volumes_ml(gt, aff))
-    for c in ("LV", "RV"):
-        err = _ef(vols["ED"][0][c], vols["ES"][0][c]) - _ef(vols["ED"][1][c], vols["ES"][1][c])
-        row[f"{c}_EF_abs_err"] = abs(err)
-    for _, cname in CLASSES:
-        row[f"dice_{cname}"] = float(np.nanmean([row[f"dice_{cname}_ED"],
-                                                 row[f"dice_{cname}_ES"]]))
-    return row
 
 
 def main() -> None:
@@ -109,7 +82,7 @@ def main() -> None:
             if beta == REFINE_BETA:
                 seconds.append((time.perf_counter() - t) / len(probs))
             rows.append({"refinement": "none" if beta is None else f"beta={beta:g}",
-                         **score(folder.name, labels, gts, aff)})
+                         "subject": folder.name, **score_ed_es(labels, gts, aff)})
         print(folder.name, flush=True)
     df = pd.DataFrame(rows)
     if args.csv:

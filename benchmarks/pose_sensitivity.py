@@ -20,14 +20,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import record
+from common import ACDC, acdc_ed_es, record, split_subjects
 from localise_acdc import compare
 
-from nimosef_engine.data.acdc import parse_info_cfg, remap_acdc_labels
 from nimosef_engine.fit import FitConfig, fit_subject
 from nimosef_engine.geometry import heart_frame_from_labels
-from nimosef_engine.io.cine import load_cine
-from nimosef_engine.io.nifti import load_nifti
 from nimosef_engine.localise import localise_heart
 from nimosef_engine.losses.objective import subject_tensors
 from nimosef_engine.metrics import dice
@@ -43,7 +40,6 @@ from nimosef_engine.segment_track import (
     subject_from_cine,
 )
 
-ACDC = Path("/work/shared/data/acdc/training")
 CLASSES = ((1, "LV"), (2, "MYO"), (3, "RV"))
 
 
@@ -63,12 +59,7 @@ def fit_and_dice(net, ckpt, sd, gts, preset, device) -> dict[str, float]:
 
 
 def patient(folder: Path, net, ckpt, device) -> dict:
-    info = parse_info_cfg(folder / "Info.cfg")
-    numbers = (info.ed, info.es)
-    cine = load_cine([folder / f"{folder.name}_frame{n:02d}.nii.gz" for n in numbers],
-                     frame_numbers=list(numbers), n_frames=info.nb_frame)
-    gts = [remap_acdc_labels(load_nifti(folder / f"{folder.name}_frame{n:02d}_gt.nii.gz", 3,
-                                        dtype=np.uint8)[0]) for n in numbers]
+    info, cine, gts = acdc_ed_es(folder)
     scale = float(ckpt.get("norm_scale_mm", 100.0))
     preset = QUALITY["standard"]
     pose = localise_heart(cine.frames, cine.affine_ras, scale_mm=scale, source=folder.name)
@@ -94,15 +85,7 @@ def main() -> None:
     ap.add_argument("--split", default="val")
     ap.add_argument("--prior")
     args = ap.parse_args()
-    if args.subjects:
-        subjects = args.subjects
-    else:
-        from nimosef_engine.data.manifest import load_dataset_manifest
-
-        if not args.manifest_root:
-            raise SystemExit("give --subjects or --manifest-root")
-        manifest = load_dataset_manifest(args.manifest_root)
-        subjects = ["patient" + s.removeprefix("sub-") for s in manifest["splits"][args.split]]
+    subjects = split_subjects(args.subjects, args.manifest_root, args.split)
     torch.manual_seed(0)
     ckpt, net, _ = load_prior(args.prior, "cpu")
     rows = []

@@ -36,13 +36,20 @@ def evaluate_acdc_patient(folder: Path, work: Path, **options) -> dict:
                             n_frames=info.nb_frame, ed_frame=0, overwrite=True, **options)
     pred, aff = load_nifti(out / "seg.nii.gz", ndim=4, dtype=np.uint8)
     chosen = [i for i, h in enumerate(summary["fit"]["pose_hypotheses"]) if h["chosen"]]
-    row = {"subject": pid, "runtime_s": summary["runtime_s"],
-           "fit_loss": summary["fit"]["final_loss"], "pose_hypothesis": chosen[0]}
+    gts = [remap_acdc_labels(load_nifti(folder / f"{pid}_frame{n:02d}_gt.nii.gz", ndim=3,
+                                        dtype=np.uint8)[0]) for n in (info.ed, info.es)]
+    return {"subject": pid, "runtime_s": summary["runtime_s"],
+            "fit_loss": summary["fit"]["final_loss"], "pose_hypothesis": chosen[0],
+            **score_ed_es([pred[..., 0], pred[..., 1]], gts, aff), "group": info.group}
+
+
+def score_ed_es(preds: list[np.ndarray], gts: list[np.ndarray], aff) -> dict:
+    """Scores of an ED/ES pair of label maps ``preds`` against ``gts`` (same grid, affine
+    ``aff``): Dice per class and frame, LV and RV EF predicted, true and |error|, and Dice per
+    class averaged over the two frames."""
+    row = {}
     vols = {}
-    for i, (n, name) in enumerate(((info.ed, "ED"), (info.es, "ES"))):
-        gt, _ = load_nifti(folder / f"{pid}_frame{n:02d}_gt.nii.gz", ndim=3, dtype=np.uint8)
-        gt = remap_acdc_labels(gt)
-        p = pred[..., i]
+    for p, gt, name in zip(preds, gts, ("ED", "ES"), strict=True):
         for c, cname in ((1, "LV"), (2, "MYO"), (3, "RV")):
             row[f"dice_{cname}_{name}"] = dice(p, gt, c)
         vols[name] = (volumes_ml(p, aff), volumes_ml(gt, aff))
@@ -53,7 +60,6 @@ def evaluate_acdc_patient(folder: Path, work: Path, **options) -> dict:
     for cname in ("LV", "MYO", "RV"):
         row[f"dice_{cname}"] = float(np.nanmean([row[f"dice_{cname}_ED"],
                                                  row[f"dice_{cname}_ES"]]))
-    row["group"] = info.group
     return row
 
 

@@ -308,8 +308,9 @@ def _run(inputs: list[Path], out: Path, opts: SegmentTrackOptions,
     timings["fit"] = time.perf_counter() - t
 
     f = int(opts.res_factor_z)
+    image = quantise_image(sd.intensity) if opts.refine else None
     seg1, vols = sample_and_write(net, code, pose_m, sd, cine, out, opts, device, reporter,
-                                  timings)
+                                  timings, image)
     t = time.perf_counter()
     tms = cine.trigger_times_ms
     dt_ms = frame_spacing_ms(tms)
@@ -343,7 +344,7 @@ def _run(inputs: list[Path], out: Path, opts: SegmentTrackOptions,
         "prior_path": str(Path(opts.prior).resolve()) if opts.prior else None,
         "input_affine_ras": np.asarray(cine.affine_ras).tolist(),
         "input_shape": list(cine.shape), "crop_offset": list(sd.crop_offset),
-        "image_u8": torch.from_numpy(quantise_image(sd.intensity)) if opts.refine else None,
+        "image_u8": None if image is None else torch.from_numpy(image),
         "crop_shape": list(sd.grid_shape), "intensity_range": list(sd.intensity_range),
         "model_times": [float(x) for x in sd.frame_times],
         "frame_times": [float(x) for x in cine.frame_times],
@@ -421,10 +422,11 @@ def check_memory_budget(cine: Cine, net, opts: SegmentTrackOptions) -> None:
 
 def sample_and_write(net, code: torch.Tensor, pose_m: torch.Tensor, sd: SubjectData,
                      cine: Cine, out: Path, opts: SegmentTrackOptions, device,
-                     reporter: ProgressReporter,
-                     timings: dict[str, float]) -> tuple[np.ndarray, list[dict]]:
-    """Frame by frame: sample at the native resolution and at z factor F, refine by the image
-    (``opts.refine``), clean up, write the meshes, append the frame to ``seg.nii.gz``,
+                     reporter: ProgressReporter, timings: dict[str, float],
+                     image: np.ndarray | None = None) -> tuple[np.ndarray, list[dict]]:
+    """Frame by frame: sample at the native resolution and at z factor F, refine by the
+    frames' image (``image``: :func:`refine.quantise_image` of ``sd.intensity``, or None for
+    the network's labels), clean up, write the meshes, append the frame to ``seg.nii.gz``,
     ``seg_zF.nii.gz`` and ``rec_zF.nii.gz`` and measure the volumes. Peak memory: one frame
     plus a chunk sized by ``opts.memory_budget_gb``.
 
@@ -436,17 +438,17 @@ def sample_and_write(net, code: torch.Tensor, pose_m: torch.Tensor, sd: SubjectD
 
     f, n_t = int(opts.res_factor_z), sd.n_frames
     plan = plan_chunk(opts.memory_budget_gb, net, output_frame_bytes(
-        sd.grid_shape, cine.shape, f, opts.meshes, n_t, opts.refine))
+        sd.grid_shape, cine.shape, f, opts.meshes, n_t, image is not None))
     log.info(plan.describe())
     aff1, aff_f = crop_grid(sd, 1)[0], crop_grid(sd, f)[0]
     full_aff_f, full_shape_f = resample_grid_z(cine.affine_ras, cine.shape, f)
     dt_ms = frame_spacing_ms(cine.trigger_times_ms)
     lo = sd.intensity_range[0]
-    image = quantise_image(sd.intensity) if opts.refine else None
+    refine = image is not None
     frames_f = iter_frames(net, code, sd, f, device, pose_m, reporter, "sample",
-                           probs=opts.meshes or opts.refine, chunk=plan.chunk)
+                           probs=opts.meshes or refine, chunk=plan.chunk)
     pairs = ((fr, fr) for fr in frames_f) if f == 1 else zip(
-        iter_frames(net, code, sd, 1, device, pose_m, probs=opts.refine, chunk=plan.chunk),
+        iter_frames(net, code, sd, 1, device, pose_m, probs=refine, chunk=plan.chunk),
         frames_f, strict=True)
     seg1_all = np.empty((n_t, *sd.grid_shape), np.uint8)
     vols: list[dict] = []
