@@ -10,9 +10,12 @@ For each patient folder written by ``nimosef evaluate --keep-outputs`` (its fitt
 again from the fitted code and pose, and scored against the ACDC labels as ``nimosef
 evaluate`` does (Dice per class on the whole grid, |EF error| from the ED and ES volumes):
 the network's labels alone ("none", what ``--no-refine`` writes), then refined by the image
-with each prior weight β in ``--betas`` (the default, :data:`refine.REFINE_BETA`, is what
-segment-track writes; with the LV cavity fill, as segment-track). Clean-up as segment-track.
-The fits are the same in every row, so the rows differ by the refinement alone.
+with each prior weight β in ``--betas`` (with the LV cavity fill, as segment-track), and
+last "aligned": the slices first shifted in-plane onto the image
+(:func:`refine.slice_shifts` from the ED and ES frames, the network sampled again at the
+shifted points) and refined with the default β, :data:`refine.REFINE_BETA`: what
+segment-track writes. Clean-up as segment-track. The fits are the same in every row, so the
+rows differ by the refinement alone.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from common import ACDC, acdc_ed_es, record
 
 from nimosef_engine.benchmark_eval import score_ed_es
 from nimosef_engine.data.preprocess import crop_last3, normalise_intensity
+from nimosef_engine.geometry import spacing_of
 from nimosef_engine.postprocess import clean_labels
 from nimosef_engine.refine import (
     REFINE_BETA,
@@ -34,25 +38,34 @@ from nimosef_engine.refine import (
     image_on_grid,
     quantise_image,
     refined_labels,
+    slice_shifts,
 )
 from nimosef_engine.resample import load_subject_file, subject_grid
 from nimosef_engine.sample import embed_frame, iter_frames
 from nimosef_engine.segment_track import load_prior
 
 CLASSES = ((1, "LV"), (2, "MYO"), (3, "RV"))
+DEFAULT = f"aligned, beta={REFINE_BETA:g} (default)"
 
 
 def patient_frames(folder: Path, root: Path, net):
-    """``(probs per frame, uint8 image per frame, labels per frame, affine, subject grid)`` of
-    one evaluated patient: ED then ES."""
+    """``(probs per frame, probs per frame of the aligned slices, uint8 image per frame,
+    labels per frame, affine, subject grid)`` of one evaluated patient: ED then ES."""
     subj = load_subject_file(folder / "subject.nimosef")
     sd = subject_grid(subj)
     _, cine, gts = acdc_ed_es(root / folder.name)
     image = quantise_image(normalise_intensity(
         crop_last3(cine.frames, sd.crop_offset, sd.grid_shape), sd.intensity_range))
-    probs = [fr.probs.copy() for fr in iter_frames(net, subj["code"], sd, 1, "cpu",
-                                                   subj["pose_matrix"], probs=True)]
-    return probs, image, gts, cine.affine_ras, sd
+
+    def sample(shift=None):
+        return [fr.probs.copy() for fr in iter_frames(net, subj["code"], sd, 1, "cpu",
+                                                      subj["pose_matrix"], probs=True,
+                                                      slice_shift=shift)]
+
+    probs = sample()
+    shift = slice_shifts([image_on_grid(im, 1) for im in image], probs,
+                         spacing_of(sd.crop_affine_ras)[:2])
+    return probs, sample(shift), image, gts, cine.affine_ras, sd
 
 
 def main() -> None:
@@ -71,18 +84,20 @@ def main() -> None:
     rows = []
     seconds = []
     for folder in folders:
-        probs, image, gts, aff, sd = patient_frames(folder, Path(args.root), net)
-        for beta in [None, *args.betas]:
+        probs, aligned, image, gts, aff, sd = patient_frames(folder, Path(args.root), net)
+        variants = [("none", None, probs), *((f"beta={b:g}", b, probs) for b in args.betas),
+                    (DEFAULT, REFINE_BETA, aligned)]
+        for name, beta, prob in variants:
             t = time.perf_counter()
             labels = []
-            for i, p in enumerate(probs):
+            for i, p in enumerate(prob):
                 lab = p.argmax(0).astype(np.uint8) if beta is None else refined_labels(
                     image_on_grid(image[i], 1), p, beta, REFINE_ITERATIONS)[0]
                 labels.append(embed_frame(clean_labels(lab), sd, 1))
-            if beta == REFINE_BETA:
-                seconds.append((time.perf_counter() - t) / len(probs))
-            rows.append({"refinement": "none" if beta is None else f"beta={beta:g}",
-                         "subject": folder.name, **score_ed_es(labels, gts, aff)})
+            if name == DEFAULT:
+                seconds.append((time.perf_counter() - t) / len(prob))
+            rows.append({"refinement": name, "subject": folder.name,
+                         **score_ed_es(labels, gts, aff)})
         print(folder.name, flush=True)
     df = pd.DataFrame(rows)
     if args.csv:
@@ -94,12 +109,12 @@ def main() -> None:
             **{f"median_abs_{c}_EF_err": round(float(g[f"{c}_EF_abs_err"].median()), 2)
                for c in ("LV", "RV")}}
     base = df[df["refinement"] == "none"].set_index("subject")
-    ref = df[df["refinement"] == f"beta={REFINE_BETA:g}"].set_index("subject")
+    ref = df[df["refinement"] == DEFAULT].set_index("subject")
     better = {c: int((ref[f"dice_{c}"] > base[f"dice_{c}"]).sum()) for _, c in CLASSES}
     record("intensity_refinement", {
         "outputs": str(args.outputs), "n_subjects": len(folders), "prior_id": pid_,
         "iterations": REFINE_ITERATIONS, "table": table,
-        "patients_improved_at_default_beta": better,
+        "patients_improved_by_the_default": better,
         "refine_seconds_per_frame": round(float(np.mean(seconds)), 3)})
 
 

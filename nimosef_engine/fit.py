@@ -12,10 +12,19 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
 import torch
 from torch import nn
 
-from nimosef_engine.losses.objective import LossWeights, SubjectTensors, nimosef_loss
+from nimosef_engine.geometry import rotation_about_z
+from nimosef_engine.losses.intensity import intensity_loss
+from nimosef_engine.losses.objective import (
+    LossWeights,
+    SubjectTensors,
+    nimosef_loss,
+    step_points,
+)
+from nimosef_engine.losses.priors import code_prior
 
 
 @dataclass
@@ -132,3 +141,61 @@ def fit_subject(net, st: SubjectTensors, cfg: FitConfig, init_code: torch.Tensor
         if best is None or res.final_loss < best.final_loss:
             best = res
     return best
+
+
+def rotation_search_losses(net, st: SubjectTensors, angles_deg, steps: int, n_points: int,
+                           init_code: torch.Tensor, seed: int = 0,
+                           weights: LossWeights | None = None, reporter=None,
+                           max_batch_points: int | None = None) -> list[float]:
+    """Short code fits (intensity and code prior, no pose) of ``st`` from in-plane rotations
+    of its heart frame by ``angles_deg``: one code per rotation, and a step's points seen
+    through every rotation of a group in one batched network pass. Returns each rotation's
+    loss (mean of the last 10 % of steps), as :func:`fit_subject` would give for that rotated
+    frame alone with ``FitConfig(steps, n_points, seed=seed)``: the same points and frames,
+    the same updates.
+    Rotations are taken ``max_batch_points // n_points`` at a time. By default all at once on
+    a GPU (kernel launches, not arithmetic, bound these small steps there) and one at a time on
+    a CPU (arithmetic bounds them: a batch is no faster and its activations take memory,
+    ``benchmarks/rotation_search.py``).
+    """
+    if max_batch_points is None:
+        on_gpu = st.coords.device.type == "cuda"
+        max_batch_points = n_points * (len(list(angles_deg)) if on_gpu else 1)
+    weights = weights or LossWeights()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    angles = list(angles_deg)
+    group = max(1, int(max_batch_points) // max(1, int(n_points)))
+    out: list[float] = []
+    for g0 in range(0, len(angles), group):
+        out += _rotation_group(net, st, angles[g0:g0 + group], steps, n_points, init_code,
+                               seed, weights, reporter, (g0, len(angles)))
+    return out
+
+
+def _rotation_group(net, st, angles, steps, n_points, init_code, seed, weights, reporter,
+                    where: tuple[int, int]) -> list[float]:
+    dev = st.coords.device
+    rz = torch.from_numpy(np.stack([rotation_about_z(a) for a in angles]).astype(np.float32))
+    rz = rz.to(dev)
+    codes = init_code.detach().to(dev).expand(len(angles), -1).clone().requires_grad_(True)
+    opt = torch.optim.Adam([codes], lr=FitConfig.lr_code)
+    gen = torch.Generator().manual_seed(seed * 7919)  # as fit_subject's first restart
+    history = torch.empty(steps, len(angles))
+    for step in range(steps):
+        if reporter is not None and step % 10 == 0:
+            reporter.update("localise", (where[0] + len(angles) * step / steps) / where[1],
+                            f"rotations, step {step}/{steps}")
+        ed, frame, idx = step_points(st, n_points, gen, use_labels=False)
+        coords = torch.matmul(st.coords[idx], rz)  # (K, N, 3): the frame turned, per code
+        total = weights.code * code_prior(codes, per_code=True)
+        for f in ([ed] if frame == ed else [ed, frame]):
+            t = st.frame_times[f].expand(*coords.shape[:2], 1)
+            pred = net(coords, t, codes, with_motion=False).intensity
+            total = total + weights.intensity * intensity_loss(pred, st.intensity[f, idx])
+        opt.zero_grad(set_to_none=True)
+        total.sum().backward()  # the codes are independent: each gets its own gradient
+        opt.step()
+        history[step] = total.detach().cpu()
+    tail = history[-max(1, steps // 10):]
+    return [float(v) for v in tail.mean(0)]

@@ -42,10 +42,14 @@ def boundary_table(labels_4d: np.ndarray, affine_ras: np.ndarray, frame_times,
 @torch.inference_mode()
 def displacement_table(net, code: torch.Tensor, heart: HeartFrame, points_ras: np.ndarray,
                        labels: np.ndarray, frame_times, frame_indices=None, device="cpu",
-                       pose_matrix: torch.Tensor | None = None) -> pd.DataFrame:
+                       pose_matrix: torch.Tensor | None = None,
+                       offset_ras: np.ndarray | None = None) -> pd.DataFrame:
     """Motion of ED boundary points: ``frame, time, label, x0, y0, z0`` (ED position) and
-    ``x, y, z`` (moved position), ``ux, uy, uz`` (RAS mm) for every frame."""
-    coords = torch.from_numpy(heart.ras_to_norm(points_ras).astype(np.float32)).to(device)
+    ``x, y, z`` (moved position), ``ux, uy, uz`` (RAS mm) for every frame. ``offset_ras
+    (N, 3)``: the network describes point ``n`` at ``points_ras[n] - offset_ras[n]`` (its
+    slice's in-plane shift, :func:`sample.slice_shift_ras`)."""
+    model_pts = points_ras if offset_ras is None else points_ras - offset_ras
+    coords = torch.from_numpy(heart.ras_to_norm(model_pts).astype(np.float32)).to(device)
     fn = pose_fn(pose_matrix)
     coords_q = fn(coords) if fn is not None else coords
     scale = 1.0

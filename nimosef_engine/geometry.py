@@ -94,6 +94,21 @@ def new_to_old_k(k_new: np.ndarray, factor: int) -> np.ndarray:
     return (np.asarray(k_new, dtype=np.float64) + 0.5) / factor - 0.5
 
 
+def interpolate_slices(values: np.ndarray, factor: int) -> np.ndarray:
+    """Per-slice ``values (..., Z)`` onto the ``Z*factor`` sub-slices of a
+    :func:`resample_grid_z` grid: linear between slice centres, the edge slices held."""
+    values = np.asarray(values)
+    factor = int(factor)
+    if factor == 1:
+        return values
+    n_z = values.shape[-1]
+    k = np.clip(new_to_old_k(np.arange(n_z * factor), factor), 0, n_z - 1)
+    k0 = np.floor(k).astype(int)
+    k1 = np.minimum(k0 + 1, n_z - 1)
+    w = (k - k0).astype(values.dtype if values.dtype.kind == "f" else np.float64)
+    return values[..., k0] * (1 - w) + values[..., k1] * w
+
+
 @dataclass
 class HeartFrame:
     """Heart coordinate frame: ``ras = origin_ras + rotation @ heart_mm``; norm = mm / scale."""
@@ -142,6 +157,13 @@ class HeartFrame:
     @classmethod
     def from_dict(cls, d: dict) -> HeartFrame:
         return cls(d["origin_ras"], d["rotation"], d.get("scale_mm", 100.0))
+
+
+def rotation_about_z(degrees: float) -> np.ndarray:
+    """3x3 rotation by ``degrees`` about the z axis (a heart frame's long axis)."""
+    th = np.radians(degrees)
+    return np.array([[np.cos(th), -np.sin(th), 0.0], [np.sin(th), np.cos(th), 0.0],
+                     [0.0, 0.0, 1.0]])
 
 
 def orthonormal_frame(x_axis: np.ndarray, z_axis: np.ndarray) -> np.ndarray:

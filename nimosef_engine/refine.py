@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial import ConvexHull, QhullError
 
-from nimosef_engine.geometry import new_to_old_k
+from nimosef_engine.geometry import interpolate_slices
 
 REFINE_BETA = 0.5  # weight of the network's log-probabilities
 REFINE_ITERATIONS = 5  # EM iterations
@@ -26,6 +26,7 @@ LV, MYO = 1, 2
 MIN_SLICE_WEIGHT = 30.0  # voxels of a class in a slice below which its frame-wide model is used
 SD_FLOOR = 0.02  # smallest intensity standard deviation (normalised units)
 IMAGE_LEVELS = 255  # the normalised image is kept as uint8 in subject.nimosef
+MAX_SLICE_SHIFT_MM = 5.0  # largest in-plane shift of a slice (:func:`slice_shifts`)
 _LOG_SQRT_2PI = 0.5 * np.log(2.0 * np.pi)
 
 
@@ -37,16 +38,7 @@ def quantise_image(intensity01: np.ndarray) -> np.ndarray:
 def image_on_grid(image_u8: np.ndarray, factor: int) -> np.ndarray:
     """One frame ``(X, Y, Z)`` uint8 -> ``(X, Y, Z*factor)`` float32 in [0, 1], linear along z
     onto the sub-slice centres of :func:`geometry.resample_grid_z` (edge slices held)."""
-    img = image_u8.astype(np.float32) / IMAGE_LEVELS
-    factor = int(factor)
-    if factor == 1:
-        return img
-    n_z = img.shape[2]
-    k = np.clip(new_to_old_k(np.arange(n_z * factor), factor), 0, n_z - 1)
-    k0 = np.floor(k).astype(int)
-    k1 = np.minimum(k0 + 1, n_z - 1)
-    w = (k - k0).astype(np.float32)
-    return img[:, :, k0] * (1 - w) + img[:, :, k1] * w
+    return interpolate_slices(image_u8.astype(np.float32) / IMAGE_LEVELS, factor)
 
 
 def slice_gaussian(image: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -78,6 +70,18 @@ def refine_probs(image: np.ndarray, probs: np.ndarray, beta: float = REFINE_BETA
     return refine_with_evidence(image, probs, beta, iterations)[0]
 
 
+def class_log_likelihood(image: np.ndarray, post: np.ndarray) -> np.ndarray:
+    """``log p(I(x) | c)`` ``(C, X, Y, Z)`` float32: for each heart class the per-slice Gaussian
+    of the intensities weighted by ``post[c]`` (:func:`slice_gaussian`), 0 for the
+    background (a flat likelihood on [0, 1])."""
+    ll = np.zeros(post.shape, np.float32)
+    for c in range(1, post.shape[0]):
+        mean, sd = slice_gaussian(image, post[c])
+        z = (image - mean.astype(np.float32)) / sd.astype(np.float32)
+        ll[c] = -(0.5 * z * z + np.log(sd).astype(np.float32) + _LOG_SQRT_2PI)
+    return ll
+
+
 def refine_with_evidence(image: np.ndarray, probs: np.ndarray, beta: float = REFINE_BETA,
                          iterations: int = REFINE_ITERATIONS) -> tuple[np.ndarray, float]:
     """:func:`refine_probs` and the mean log evidence of the image under the last iteration's
@@ -86,17 +90,12 @@ def refine_with_evidence(image: np.ndarray, probs: np.ndarray, beta: float = REF
     if image.shape != probs.shape[1:]:
         raise ValueError(f"image {image.shape} and probabilities {probs.shape} differ")
     image = np.asarray(image, np.float32)
-    log_prior = np.log(np.maximum(probs, 1e-6, dtype=np.float32))
-    log_prior *= np.float32(beta)
+    log_prior = _log_prior(probs, beta)
     post = np.array(probs, np.float32)
     score = np.empty_like(post)
     evidence = float("nan")
     for _ in range(int(iterations)):
-        score[:] = log_prior  # background: a flat likelihood, log 1 = 0 on [0, 1]
-        for c in range(1, post.shape[0]):
-            mean, sd = slice_gaussian(image, post[c])
-            z = (image - mean.astype(np.float32)) / sd.astype(np.float32)
-            score[c] -= 0.5 * z * z + np.log(sd).astype(np.float32) + _LOG_SQRT_2PI
+        np.add(log_prior, class_log_likelihood(image, post), out=score)
         top = score.max(0, keepdims=True)
         np.subtract(score, top, out=score)
         np.exp(score, out=post)
@@ -104,6 +103,42 @@ def refine_with_evidence(image: np.ndarray, probs: np.ndarray, beta: float = REF
         evidence = float(np.mean(top + np.log(total), dtype=np.float64))
         post /= total
     return post, evidence
+
+
+def _log_prior(probs: np.ndarray, beta: float) -> np.ndarray:
+    log_prior = np.log(np.maximum(probs, 1e-6, dtype=np.float32))
+    log_prior *= np.float32(beta)
+    return log_prior
+
+
+def slice_shifts(images: list[np.ndarray], probs: list[np.ndarray], spacing_xy,
+                 max_mm: float = MAX_SLICE_SHIFT_MM, beta: float = REFINE_BETA) -> np.ndarray:
+    """In-plane shift of each slice, ``(Z, 2)`` int (voxels along x and y), that best aligns
+    the network's class probabilities with the image: the shift, at most ``max_mm`` each way,
+    that maximises the slice's log evidence (as in :func:`refine_with_evidence`, under the
+    intensity model refined from the unshifted probabilities) summed over the given frames.
+
+    A short-axis cine is acquired slice by slice, each in its own breath-hold, so a slice can
+    sit a few millimetres off its neighbours, in every frame alike; the implicit model is one
+    smooth heart. ``images[i] (X, Y, Z)`` in [0, 1] and ``probs[i] (C, X, Y, Z)``: frames of
+    one cine (ED and ES give the blood pools at both extremes). The network is then sampled at
+    ``voxel - shift`` (:func:`sample.grid_coords_norm`). Ties go to the smallest shift.
+    """
+    reach = np.round(max_mm / np.asarray(spacing_xy, np.float64)[:2]).astype(int)
+    shifts = sorted(((dx, dy) for dx in range(-reach[0], reach[0] + 1)
+                     for dy in range(-reach[1], reach[1] + 1)),
+                    key=lambda d: (d[0] ** 2 + d[1] ** 2, d))
+    total = np.zeros((len(shifts), probs[0].shape[-1]))
+    for image, p in zip(images, probs, strict=True):
+        image = np.asarray(image, np.float32)
+        ll = class_log_likelihood(image, refine_probs(image, p, beta))
+        log_prior = _log_prior(p, beta)
+        for j, (dx, dy) in enumerate(shifts):
+            score = np.roll(log_prior, (dx, dy), axis=(1, 2))
+            score += ll
+            top = score.max(0)
+            total[j] += np.mean(top + np.log(np.exp(score - top).sum(0)), axis=(0, 1))
+    return np.array([shifts[j] for j in total.argmax(0)], np.int64).reshape(-1, 2)
 
 
 def fill_lv_cavity(labels: np.ndarray) -> np.ndarray:

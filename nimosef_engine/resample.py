@@ -75,6 +75,19 @@ def subject_image(subj: dict, sd: SubjectData, path) -> np.ndarray | None:
     return image
 
 
+def subject_slice_shift(subj: dict, sd: SubjectData, path) -> np.ndarray | None:
+    """The in-plane slice shifts ``(Z, 2)`` a subject file keeps (:func:`refine.slice_shifts`),
+    or None if it keeps none; raises if they do not match the crop's slices."""
+    shift = subj.get("slice_shift")
+    if shift is None:
+        return None
+    shift = np.asarray(shift, np.float64)
+    if shift.shape != (sd.grid_shape[2], 2):
+        raise NimosefInputError(path, f"its slice shifts {shift.shape} do not match its "
+                                      f"{sd.grid_shape[2]} slices")
+    return shift
+
+
 def resample_subject(subject_path: str | Path, out_dir: str | Path, res_factor_z: int,
                      prior: str | Path | None = None, device: str = "auto",
                      clean: bool = True, reporter: ProgressReporter | None = None,
@@ -105,6 +118,7 @@ def resample_subject(subject_path: str | Path, out_dir: str | Path, res_factor_z
     if first_frame is not None and not 0 <= int(first_frame) < sd.n_frames:
         raise NimosefInputError("--first-frame", f"must be in 0..{sd.n_frames - 1}")
     image = subject_image(subj, sd, subject_path) if refine else None
+    shift = subject_slice_shift(subj, sd, subject_path) if image is not None else None
     f = int(res_factor_z)
     crop, src = int(np.prod(sd.grid_shape)), int(np.prod(sd.source_shape))
     # the preview frame's labels and intensities are held until the stream reaches it
@@ -131,7 +145,7 @@ def resample_subject(subject_path: str | Path, out_dir: str | Path, res_factor_z
         preview frame's intensities are written before its labels are made."""
         for fr in iter_frames(net, code, sd, f, dev, subj["pose_matrix"], reporter,
                               "resample", probs=image is not None, chunk=plan.chunk,
-                              frames=order):
+                              frames=order, slice_shift=shift):
             rec = embed_frame(fr.intensity, sd, f, fill=lo)
             if fr.index == first_frame and "preview" not in paths:
                 paths["preview"] = save_nifti(out_dir / f"preview_z{f}.nii.gz", rec, full_aff)

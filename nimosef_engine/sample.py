@@ -19,7 +19,14 @@ import torch
 
 from nimosef_engine.data.subject import SubjectData
 from nimosef_engine.errors import NimosefInputError
-from nimosef_engine.geometry import HeartFrame, apply_affine, grid_ijk, resample_grid_z
+from nimosef_engine.geometry import (
+    HeartFrame,
+    apply_affine,
+    grid_ijk,
+    interpolate_slices,
+    ras_to_voxel,
+    resample_grid_z,
+)
 
 DEFAULT_CHUNK = 16384  # points per network call; larger chunks are no faster on a CPU
 MIN_CHUNK = 256
@@ -83,9 +90,34 @@ def predict_points(net, code: torch.Tensor, coords_norm: torch.Tensor, t_cycle: 
 
 
 def grid_coords_norm(shape: tuple[int, int, int], affine_ras: np.ndarray,
-                     heart: HeartFrame) -> np.ndarray:
-    """``(X*Y*Z, 3)`` float32 normalised heart coordinates of every voxel of a grid (C order)."""
-    return heart.ras_to_norm(apply_affine(affine_ras, grid_ijk(shape))).astype(np.float32)
+                     heart: HeartFrame, slice_shift: np.ndarray | None = None,
+                     factor: int = 1) -> np.ndarray:
+    """``(X*Y*Z, 3)`` float32 normalised heart coordinates of every voxel of a grid (C order).
+
+    ``slice_shift (Z0, 2)``: in-plane shifts of the ``Z0`` native slices in voxels
+    (:func:`refine.slice_shifts`); voxel ``(i, j, k)`` is then sampled at ``(i - dx, j - dy,
+    k)``, the shifts interpolated along z onto a grid of z factor ``factor``."""
+    ijk = grid_ijk(shape).astype(np.float64)
+    if slice_shift is not None:
+        shift = interpolate_slices(np.asarray(slice_shift, np.float64).T, factor).T  # (Z, 2)
+        if len(shift) != shape[2]:
+            raise ValueError(f"{len(slice_shift)} slice shifts for a grid of {shape[2]} "
+                             f"slices at z factor {factor}")
+        ijk[:, :2] -= shift[ijk[:, 2].astype(int)]
+    return heart.ras_to_norm(apply_affine(affine_ras, ijk)).astype(np.float32)
+
+
+def slice_shift_ras(points_ras: np.ndarray, affine_ras: np.ndarray,
+                    slice_shift: np.ndarray | None) -> np.ndarray:
+    """``(N, 3)`` RAS mm offsets of points on the native crop grid ``affine_ras`` by their
+    slice's in-plane shift (:func:`grid_coords_norm`): the network describes a point at
+    ``point - offset``. Zeros without shifts."""
+    points_ras = np.asarray(points_ras, np.float64)
+    if slice_shift is None:
+        return np.zeros_like(points_ras)
+    shift = np.asarray(slice_shift, np.float64)
+    k = np.clip(np.rint(ras_to_voxel(affine_ras, points_ras)[:, 2]), 0, len(shift) - 1)
+    return shift[k.astype(int)] @ np.asarray(affine_ras)[:3, :2].T
 
 
 def pose_fn(pose_matrix: torch.Tensor | None):
@@ -121,15 +153,18 @@ def iter_frames(net, code: torch.Tensor, sd: SubjectData, factor: int, device="c
                 pose_matrix: torch.Tensor | None = None, reporter=None,
                 stage: str = "sample", probs: bool = False,
                 chunk: int = DEFAULT_CHUNK,
-                frames: Sequence[int] | None = None) -> Iterator[SampledFrame]:
+                frames: Sequence[int] | None = None,
+                slice_shift: np.ndarray | None = None) -> Iterator[SampledFrame]:
     """Sample the subject's frames one at a time on its crop grid at z factor ``factor``
-    (all of them in order, or the indices in ``frames``).
+    (all of them in order, or the indices in ``frames``), each native slice shifted in-plane
+    by ``slice_shift`` (:func:`grid_coords_norm`) when given.
 
     Memory: the grid's coordinates, one frame of outputs (reused) and ``chunk`` points of
     network activations, whatever the number of frames.
     """
     aff, shape = crop_grid(sd, factor)
-    coords = torch.from_numpy(grid_coords_norm(shape, aff, sd.heart)).to(device)
+    coords = torch.from_numpy(grid_coords_norm(shape, aff, sd.heart, slice_shift, factor))
+    coords = coords.to(device)
     fn = pose_fn(pose_matrix)
     if fn is not None:
         coords = fn(coords)

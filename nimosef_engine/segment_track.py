@@ -1,8 +1,9 @@
 """Segment & Track a new cine with no labels: the job the Slicer module runs.
 
 Stages: load the cine -> find the heart and its axes (:mod:`localise`) -> crop and normalise
--> fit the subject's code (and a pose) with the prior frozen -> sample segmentation,
-intensity and motion -> clean up labels -> meshes, motion table, volumes, summary, report.
+-> fit the subject's code (and a pose) with the prior frozen -> align each slice in-plane
+with the image (breath-hold offsets) -> sample segmentation, intensity and motion -> refine
+the labels by the image and clean them up -> meshes, motion table, volumes, summary, report.
 Everything is written into a temporary folder beside ``out_dir`` and renamed at the end, so a
 cancel or an error leaves nothing behind.
 """
@@ -33,9 +34,16 @@ from nimosef_engine.data.preprocess import crop_last3, normalise_intensity, roi_
 from nimosef_engine.data.subject import SubjectData
 from nimosef_engine.device import resolve_device
 from nimosef_engine.errors import NimosefInputError
-from nimosef_engine.fit import FitConfig, fit_subject
+from nimosef_engine.fit import FitConfig, fit_subject, rotation_search_losses
 from nimosef_engine.generate import boundary_table, displacement_table
-from nimosef_engine.geometry import HeartFrame, crop_affine, ras_to_voxel, resample_grid_z
+from nimosef_engine.geometry import (
+    HeartFrame,
+    crop_affine,
+    ras_to_voxel,
+    resample_grid_z,
+    rotation_about_z,
+    spacing_of,
+)
 from nimosef_engine.io.cine import Cine, load_cine
 from nimosef_engine.io.nifti_stream import NiftiFrameWriter
 from nimosef_engine.localise import localise_heart
@@ -43,7 +51,15 @@ from nimosef_engine.losses.objective import subject_tensors
 from nimosef_engine.metrics import cardiac_indices, volumes_ml
 from nimosef_engine.model.checkpoint import load_checkpoint, model_from_checkpoint, prior_id
 from nimosef_engine.progress import ProgressReporter, ShareReporter
-from nimosef_engine.refine import REFINE_BETA, REFINE_ITERATIONS, final_labels, quantise_image
+from nimosef_engine.refine import (
+    MAX_SLICE_SHIFT_MM,
+    REFINE_BETA,
+    REFINE_ITERATIONS,
+    final_labels,
+    image_on_grid,
+    quantise_image,
+    slice_shifts,
+)
 from nimosef_engine.sample import (
     DEFAULT_MEMORY_BUDGET_GB,
     crop_grid,
@@ -51,6 +67,7 @@ from nimosef_engine.sample import (
     frame_bytes,
     iter_frames,
     plan_chunk,
+    slice_shift_ras,
 )
 
 log = logging.getLogger(__name__)
@@ -65,9 +82,10 @@ QUALITY = {  # fitting presets: steps multiplier, restarts, pose refinement, poi
     "thorough": {"steps_scale": 2.0, "restarts": 3, "pose": True, "n_points": 6000,
                  "rotations": tuple(range(0, 360, 30)), "rotation_steps": 40},
 }
+ROTATION_POINTS = 2000  # points per step of the rotation search's short fits
 POSE_WARMUP_STEPS = 60  # the third starting pose: pose alone for this many steps first
 MAX_POSE_HYPOTHESES = 3
-STAGES = ("load", "localise", "fit", "sample", "meshes", "write")
+STAGES = ("load", "localise", "fit", "align", "sample", "meshes", "write")
 MIN_LOCALISATION_CONFIDENCE = 0.3  # noise scores ~0.16, the least certain ACDC cine 0.53
 
 
@@ -128,27 +146,24 @@ def load_prior(prior: str | Path | None, device) -> tuple[dict, torch.nn.Module,
 
 def rotated_frame(frame: HeartFrame, degrees: float) -> HeartFrame:
     """``frame`` turned by ``degrees`` about its long axis (z)."""
-    th = np.radians(degrees)
-    rz = np.array([[np.cos(th), -np.sin(th), 0.0], [np.sin(th), np.cos(th), 0.0], [0, 0, 1]])
-    return HeartFrame(frame.origin_ras, frame.rotation @ rz, frame.scale_mm)
+    return HeartFrame(frame.origin_ras, frame.rotation @ rotation_about_z(degrees),
+                      frame.scale_mm)
 
 
 def choose_rotation(net, ckpt: dict, sd: SubjectData, opts, preset: dict, device,
                     reporter: ProgressReporter) -> tuple[HeartFrame, dict[int, float]]:
     """Try in-plane rotations of ``sd``'s localised heart frame; keep the one whose short fit
     explains the intensities best (lowest loss). The image-only LV -> RV direction is off by
-    more than 45 degrees in a few percent of cines; the prior's intensity model tells."""
+    more than 45 degrees in a few percent of cines; the prior's intensity model tells.
+    All rotations are fitted together (:func:`fit.rotation_search_losses`)."""
     angles = preset["rotations"]
     if len(angles) == 1 or opts.rv_point is not None:
         return sd.heart, {}
-    losses: dict[int, float] = {}
-    for i, ang in enumerate(angles):
-        reporter.update("localise", (i + 1) / (len(angles) + 1), f"rotation {ang} deg")
-        turned = replace(sd, heart=rotated_frame(sd.heart, ang))
-        res = fit_subject(net, subject_tensors(turned, device),
-                          FitConfig(steps=preset["rotation_steps"], n_points=2000,
-                                    seed=opts.seed), ckpt["code_mean"].to(device))
-        losses[int(ang)] = round(res.final_loss, 5)
+    found = rotation_search_losses(net, subject_tensors(sd, device), angles,
+                                   preset["rotation_steps"], ROTATION_POINTS,
+                                   ckpt["code_mean"].to(device), seed=opts.seed,
+                                   reporter=reporter)
+    losses = {int(a): round(v, 5) for a, v in zip(angles, found, strict=True)}
     best = min(losses, key=losses.get)
     return rotated_frame(sd.heart, best), losses
 
@@ -309,8 +324,12 @@ def _run(inputs: list[Path], out: Path, opts: SegmentTrackOptions,
 
     f = int(opts.res_factor_z)
     image = quantise_image(sd.intensity) if opts.refine else None
+    t = time.perf_counter()
+    shift = None if image is None else align_slices(
+        net, code, pose_m, sd, image, [ed_index, pose.es_index], device, reporter)
+    timings["align"] = time.perf_counter() - t
     seg1, vols = sample_and_write(net, code, pose_m, sd, cine, out, opts, device, reporter,
-                                  timings, image)
+                                  timings, image, shift)
     t = time.perf_counter()
     tms = cine.trigger_times_ms
     dt_ms = frame_spacing_ms(tms)
@@ -331,8 +350,10 @@ def _run(inputs: list[Path], out: Path, opts: SegmentTrackOptions,
 
     # motion of the ED boundary, in RAS mm
     bt = boundary_table(seg1[[ed_index]], crop_grid(sd, 1)[0], [0.0])
-    disp = displacement_table(net, code, sd.heart, bt[["x", "y", "z"]].to_numpy(),
-                              bt["label"].to_numpy(), sd.frame_times, None, device, pose_m)
+    pts = bt[["x", "y", "z"]].to_numpy()
+    disp = displacement_table(net, code, sd.heart, pts, bt["label"].to_numpy(), sd.frame_times,
+                              None, device, pose_m,
+                              slice_shift_ras(pts, crop_grid(sd, 1)[0], shift))
     disp["time"] = np.asarray(cine.frame_times)[disp["frame"].to_numpy()]
     motion = disp[["frame", "time", "label", "x", "y", "z", "ux", "uy", "uz", "x0", "y0", "z0"]]
     with atomic_path(out / "motion.parquet") as p:
@@ -345,6 +366,7 @@ def _run(inputs: list[Path], out: Path, opts: SegmentTrackOptions,
         "input_affine_ras": np.asarray(cine.affine_ras).tolist(),
         "input_shape": list(cine.shape), "crop_offset": list(sd.crop_offset),
         "image_u8": None if image is None else torch.from_numpy(image),
+        "slice_shift": None if shift is None else torch.from_numpy(shift),
         "crop_shape": list(sd.grid_shape), "intensity_range": list(sd.intensity_range),
         "model_times": [float(x) for x in sd.frame_times],
         "frame_times": [float(x) for x in cine.frame_times],
@@ -376,8 +398,10 @@ def _run(inputs: list[Path], out: Path, opts: SegmentTrackOptions,
                          "rotation_search_loss": rotation_losses},
         "fit": {"steps": steps, "final_loss": round(res.final_loss, 5), "quality": opts.quality,
                 "pose_hypotheses": hypotheses},
-        "refinement": {"beta": REFINE_BETA, "iterations": REFINE_ITERATIONS}
-        if opts.refine else None,
+        "refinement": {"beta": REFINE_BETA, "iterations": REFINE_ITERATIONS,
+                       "slice_shift_voxels": shift.tolist(),
+                       "slice_shift_max_mm": MAX_SLICE_SHIFT_MM}
+        if shift is not None else None,
         "labels": {str(k): v for k, v in LABEL_NAMES.items()},
         "disclaimer": "Research software, not a medical device.",
     }
@@ -420,13 +444,34 @@ def check_memory_budget(cine: Cine, net, opts: SegmentTrackOptions) -> None:
         opts.refine))
 
 
+def align_slices(net, code: torch.Tensor, pose_m: torch.Tensor, sd: SubjectData,
+                 image: np.ndarray, frames: list[int], device,
+                 reporter: ProgressReporter | None = None) -> np.ndarray:
+    """In-plane shift of each slice (``(Z, 2)`` voxels, :func:`refine.slice_shifts`) that aligns
+    the fitted model with the image ``(T, x, y, z)`` uint8, from the native-resolution class
+    probabilities of ``frames`` (the localised ED and ES; invalid or repeated ones dropped)."""
+    use = sorted({int(i) for i in frames if 0 <= int(i) < sd.n_frames}) or [0]
+    if reporter is not None:
+        reporter.update("align", 0.0, "aligning the slices with the image")
+    probs = [fr.probs.copy() for fr in iter_frames(net, code, sd, 1, device, pose_m,
+                                                   probs=True, frames=use)]
+    shift = slice_shifts([image_on_grid(image[i], 1) for i in use], probs,
+                         spacing_of(sd.crop_affine_ras)[:2])
+    if reporter is not None:
+        reporter.update("align", 1.0, f"{int(shift.any(1).sum())} of {len(shift)} slices "
+                                      "shifted")
+    return shift
+
+
 def sample_and_write(net, code: torch.Tensor, pose_m: torch.Tensor, sd: SubjectData,
                      cine: Cine, out: Path, opts: SegmentTrackOptions, device,
                      reporter: ProgressReporter, timings: dict[str, float],
-                     image: np.ndarray | None = None) -> tuple[np.ndarray, list[dict]]:
-    """Frame by frame: sample at the native resolution and at z factor F, refine by the
-    frames' image (``image``: :func:`refine.quantise_image` of ``sd.intensity``, or None for
-    the network's labels), clean up, write the meshes, append the frame to ``seg.nii.gz``,
+                     image: np.ndarray | None = None,
+                     shift: np.ndarray | None = None) -> tuple[np.ndarray, list[dict]]:
+    """Frame by frame: sample at the native resolution and at z factor F (each slice shifted
+    in-plane by ``shift``, :func:`align_slices`), refine by the frames' image (``image``:
+    :func:`refine.quantise_image` of ``sd.intensity``, or None for the network's labels),
+    clean up, write the meshes, append the frame to ``seg.nii.gz``,
     ``seg_zF.nii.gz`` and ``rec_zF.nii.gz`` and measure the volumes. Peak memory: one frame
     plus a chunk sized by ``opts.memory_budget_gb``.
 
@@ -446,9 +491,10 @@ def sample_and_write(net, code: torch.Tensor, pose_m: torch.Tensor, sd: SubjectD
     lo = sd.intensity_range[0]
     refine = image is not None
     frames_f = iter_frames(net, code, sd, f, device, pose_m, reporter, "sample",
-                           probs=opts.meshes or refine, chunk=plan.chunk)
+                           probs=opts.meshes or refine, chunk=plan.chunk, slice_shift=shift)
     pairs = ((fr, fr) for fr in frames_f) if f == 1 else zip(
-        iter_frames(net, code, sd, 1, device, pose_m, probs=refine, chunk=plan.chunk),
+        iter_frames(net, code, sd, 1, device, pose_m, probs=refine, chunk=plan.chunk,
+                    slice_shift=shift),
         frames_f, strict=True)
     seg1_all = np.empty((n_t, *sd.grid_shape), np.uint8)
     vols: list[dict] = []

@@ -18,8 +18,8 @@ def register(sub) -> None:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--no-clean", action="store_true")
     p.add_argument("--no-refine", action="store_true",
-                   help="labels from the network alone, even if the subject file keeps the "
-                        "image to refine them with")
+                   help="labels from the network alone (slices unshifted, not refined), even "
+                        "if the subject file keeps the image to refine them with")
     p.add_argument("--memory-budget-gb", type=float, default=DEFAULT_MEMORY_BUDGET_GB,
                    help="memory the run may use (GB, default %(default)s): frames are streamed "
                         "to disk and sampled in chunks sized to stay within it")

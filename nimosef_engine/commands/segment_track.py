@@ -42,7 +42,8 @@ def register(sub) -> None:
     p.add_argument("--roi-mm", type=float, default=160.0)
     p.add_argument("--no-clean", action="store_true", help="keep raw label maps")
     p.add_argument("--no-refine", action="store_true",
-                   help="labels from the network alone, not refined by the image's intensities")
+                   help="labels from the network alone: its slices not shifted onto the image, "
+                        "its labels not refined by the image's intensities")
     p.add_argument("--no-meshes", action="store_true")
     p.add_argument("--memory-budget-gb", type=float, default=DEFAULT_MEMORY_BUDGET_GB,
                    help="memory the run may use (GB, default %(default)s): frames are streamed "

@@ -103,6 +103,19 @@ def _subsample(idx: torch.Tensor, n: int, generator: torch.Generator) -> torch.T
     return idx[torch.randperm(idx.numel(), generator=generator)[:n].to(idx.device)]
 
 
+def step_points(st: SubjectTensors, n_points: int, generator: torch.Generator,
+                use_labels: bool, frame: int | None = None) -> tuple[int, int, torch.Tensor]:
+    """What one step looks at: the ED frame, one other frame (random when ``frame`` is None)
+    and ``n_points`` voxel indices (half near the heart when labels are used)."""
+    n_frames = st.intensity.shape[0]
+    ed = int(torch.argmin(st.frame_times).item())
+    if frame is None:
+        others = [f for f in range(n_frames) if f != ed] or [ed]
+        frame = others[int(torch.randint(len(others), (1,), generator=generator))]
+    idx = sample_points(st, n_points, generator, 0.5 if use_labels else 0.0)
+    return ed, frame, idx
+
+
 def nimosef_loss(net, code: torch.Tensor, st: SubjectTensors, *, n_points: int,
                  weights: LossWeights, epoch: int, generator: torch.Generator,
                  use_labels: bool = True, frame: int | None = None,
@@ -119,12 +132,7 @@ def nimosef_loss(net, code: torch.Tensor, st: SubjectTensors, *, n_points: int,
     ``max_boundary_points``: ED boundary points moved per step (a random subset).
     Returns the total and a dict of the (unweighted) parts.
     """
-    n_frames = st.intensity.shape[0]
-    ed = int(torch.argmin(st.frame_times).item())
-    if frame is None:
-        others = [f for f in range(n_frames) if f != ed] or [ed]
-        frame = others[int(torch.randint(len(others), (1,), generator=generator))]
-    idx = sample_points(st, n_points, generator, 0.5 if use_labels else 0.0)
+    ed, frame, idx = step_points(st, n_points, generator, use_labels, frame)
     coords = st.coords[idx]
     if coords_fn is not None:
         coords = coords_fn(coords)

@@ -2,7 +2,9 @@
 
 ``forward(coords_norm (N,3), t (N,1), code (N,C) or (C,))`` returns segmentation logits
 ``(N, n_classes)``, intensity ``(N,)`` in [0, 1] and displacement ``(N, 3)`` in normalised
-heart-frame units (a point at ``x`` at ED moves to ``x + u`` at time ``t``).
+heart-frame units (a point at ``x`` at ED moves to ``x + u`` at time ``t``). ``K`` sets of
+points with one code each: ``coords (K,N,3)``, ``t (K,N,1)``, ``code (K,C)``, outputs
+``(K, N, ...)``.
 """
 
 from __future__ import annotations
@@ -59,20 +61,29 @@ class NimosefNet(nn.Module):
         self.motion_out = nn.Linear(cfg.width + cfg.motion_hidden, 3)
 
     def features(self, coords: torch.Tensor, t: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
-        """Per-point feature ``z`` ``(N, width)``.
+        """Per-point feature ``z`` ``(N, width)``, or ``(K, N, width)`` for ``K`` sets of points
+        ``coords (K, N, 3)``, ``t (K, N, 1)`` with one code each, ``code (K, C)`` (several
+        starting poses of one subject fitted at once).
 
-        With one code for all points (``code (C,)``), the code's share of the first layer and
-        its projection are computed once, not per point: the same function, a quarter fewer
+        With one code for a set of points, the code's share of the first layer and its
+        projection are computed once, not per point: the same function, a quarter fewer
         multiply-adds at the paper's size.
         """
         first = self.layers[0]
-        if code.dim() == 1:
+        per_set = coords.dim() == 3
+        if code.dim() == 1 or per_set:
             w, b = first.linear.weight, first.linear.bias
-            pre = torch.addmm(w[:, 4:] @ code + b, torch.cat([coords, t], dim=-1), w[:, :4].T)
+            xt = torch.cat([coords, t], dim=-1)
+            if per_set:
+                code_part = torch.addmm(b, code, w[:, 4:].T)[:, None, :]
+                pre = torch.baddbmm(code_part, xt, w[:, :4].T.expand(len(code), -1, -1))
+            else:
+                pre = torch.addmm(w[:, 4:] @ code + b, xt, w[:, :4].T)
             x = first.activate(pre)
         else:
             x = first(torch.cat([coords, t, code], dim=-1))
-        x = x + (self.code_proj(code) if self.code_proj is not None else code)
+        proj = self.code_proj(code) if self.code_proj is not None else code
+        x = x + (proj[:, None, :] if per_set else proj)
         for layer in self.layers[1:]:
             x = layer(x) + x
         return self.out(x)

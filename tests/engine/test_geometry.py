@@ -9,6 +9,7 @@ import pytest
 from nimosef_engine.data.acdc import remap_acdc_labels
 from nimosef_engine.geometry import (
     HeartFrame,
+    apply_affine,
     crop_affine,
     grid_ijk,
     heart_frame_from_labels,
@@ -19,6 +20,7 @@ from nimosef_engine.geometry import (
     voxel_to_ras,
 )
 from nimosef_engine.io.nifti import load_nifti
+from nimosef_engine.sample import grid_coords_norm, slice_shift_ras
 
 ACDC = Path(__file__).resolve().parents[1] / "data" / "acdc"
 
@@ -80,3 +82,31 @@ def test_heart_frame_from_real_labels():
     np.testing.assert_allclose(hf.norm_to_ras(hf.ras_to_norm(pts)), pts, atol=1e-9)
     hf2 = HeartFrame.from_dict(hf.to_dict())
     np.testing.assert_allclose(hf2.ras_to_norm(pts), hf.ras_to_norm(pts))
+
+
+def test_slice_shifts_move_the_sampled_points_in_plane():
+    """Voxel (i, j, k) of a slice shifted by (dx, dy) is sampled where (i - dx, j - dy, k)
+    was; sub-slices of a finer z grid take shifts interpolated between slice centres, and
+    points on the grid are offset alike (slice_shift_ras)."""
+    aff = np.diag([1.5, 1.5, 8.0, 1.0])
+    aff[:3, 3] = (10.0, -20.0, 5.0)
+    heart = HeartFrame(np.zeros(3), np.eye(3), 100.0)
+    shape = (6, 5, 3)
+    shift = np.array([[0, 0], [2, -1], [0, 0]])
+    base = grid_coords_norm(shape, aff, heart).reshape(*shape, 3)
+    moved = grid_coords_norm(shape, aff, heart, shift).reshape(*shape, 3)
+    np.testing.assert_allclose(moved[2:, :4, 1], base[:-2, 1:, 1], atol=1e-6)
+    np.testing.assert_array_equal(moved[:, :, [0, 2]], base[:, :, [0, 2]])
+    pts = apply_affine(aff, grid_ijk(shape))
+    np.testing.assert_allclose(heart.ras_to_norm(pts - slice_shift_ras(pts, aff, shift)),
+                               moved.reshape(-1, 3), atol=1e-6)
+    np.testing.assert_array_equal(slice_shift_ras(pts, aff, None), 0)
+    aff2, shape2 = resample_grid_z(aff, shape, 2)
+    d2 = (grid_coords_norm(shape2, aff2, heart, shift, 2)
+          - grid_coords_norm(shape2, aff2, heart)).reshape(*shape2, 3)
+    # sub-slice centres at slice -0.25 (held at 0), 0.25, 0.75, 1.25, 1.75, 2.25 (held at 2)
+    np.testing.assert_allclose(d2[0, 0, :, 0] / -0.015, [0, 0.5, 1.5, 1.5, 0.5, 0], atol=1e-5)
+    np.testing.assert_allclose(d2[0, 0, :, 1] / 0.015, [0, 0.25, 0.75, 0.75, 0.25, 0],
+                               atol=1e-5)
+    with pytest.raises(ValueError, match="2 slice shifts for a grid of 3 slices"):
+        grid_coords_norm(shape, aff, heart, shift[:2])

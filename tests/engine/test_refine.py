@@ -20,6 +20,7 @@ from nimosef_engine.refine import (
     refine_probs,
     refine_with_evidence,
     slice_gaussian,
+    slice_shifts,
 )
 
 P090 = Path(__file__).resolve().parents[1] / "data" / "acdc" / "patient090"
@@ -35,6 +36,9 @@ def frame():
     box = tuple(slice(max(a.min() - 15, 0), a.max() + 15) for a in np.nonzero(gt)[:2])
     img01 = normalise_intensity(img, intensity_percentiles(img, "patient090"))
     return quantise_image(img01[box]), gt[box]
+
+
+SPACING_090 = (1.78571, 1.78571)  # patient090's in-plane voxel size (mm)
 
 
 def soft(labels: np.ndarray, sigma: float = 1.0) -> np.ndarray:
@@ -136,3 +140,30 @@ def test_papillary_muscles_go_back_to_the_cavity_and_the_wall_stays(frame):
     line = np.zeros((5, 5, 1), np.uint8)
     line[1:4, 2, 0] = 1
     assert np.array_equal(fill_lv_cavity(line), line)
+
+
+def test_slices_drawn_off_the_image_are_shifted_back(frame):
+    """A slice whose labels sit a few voxels off its image (a breath-hold offset) is found,
+    and the shift that puts it back is returned; aligned slices stay put."""
+    img_u8, gt = frame
+    probs = soft(gt)
+    moved = {2: (3, -2), 5: (-2, 1)}  # slice: (dx, dy) the labels were moved by
+    for k, d in moved.items():
+        probs[:, :, :, k] = np.roll(probs[:, :, :, k], d, axis=(1, 2))
+    image = image_on_grid(img_u8, 1)
+    shifts = slice_shifts([image], [probs], SPACING_090)
+    assert shifts.shape == (gt.shape[2], 2) and shifts.dtype == np.int64
+    reach = round(5.0 / SPACING_090[0])
+    assert np.abs(shifts).max() <= reach
+    for k, d in moved.items():
+        assert tuple(shifts[k]) == (-d[0], -d[1]), (k, shifts[k])
+    # manual contours are not intensity edges to the voxel: the others within one voxel
+    assert np.abs(np.delete(shifts, list(moved), axis=0)).max() <= 1, shifts
+    # the probabilities shifted back match the labels again
+    fixed = np.stack([np.roll(probs[:, :, :, k], tuple(shifts[k]), axis=(1, 2))
+                      for k in range(gt.shape[2])], -1)
+    for c in (1, 2, 3):
+        assert dice(fixed.argmax(0), gt, c) > dice(probs.argmax(0), gt, c)
+    # evidence from two frames adds up: the same frame twice gives the same shifts
+    np.testing.assert_array_equal(slice_shifts([image, image], [probs, probs], SPACING_090),
+                                  shifts)

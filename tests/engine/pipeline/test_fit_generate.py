@@ -1,6 +1,7 @@
 """Fitting with a frozen network, generation in true scanner geometry at F = 1 and F = 2."""
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -10,11 +11,12 @@ import torch
 from nimosef_engine.cli import main
 from nimosef_engine.data.manifest import subject_npz_path
 from nimosef_engine.data.subject import SubjectData
-from nimosef_engine.fit import FitConfig, fit_subject
+from nimosef_engine.fit import FitConfig, fit_subject, rotation_search_losses
 from nimosef_engine.geometry import ras_to_voxel, voxel_to_ras
 from nimosef_engine.io.nifti import load_nifti
 from nimosef_engine.losses.objective import subject_tensors
 from nimosef_engine.model.checkpoint import load_checkpoint, model_from_checkpoint
+from nimosef_engine.segment_track import rotated_frame
 
 ACDC = Path(__file__).resolve().parents[2] / "data" / "acdc"
 
@@ -48,6 +50,25 @@ def test_pose_warmup_moves_the_pose_and_holds_the_code(preprocessed_acdc, tiny_p
     plain = fit_subject(net, st, FitConfig(steps=4, pose_warmup=8, n_points=1000),
                         ck["code_mean"])
     assert len(plain.losses) == 4 and torch.equal(plain.pose_matrix, torch.eye(4))
+
+
+def test_batched_rotation_search_matches_one_fit_per_rotated_frame(preprocessed_acdc,
+                                                                  tiny_prior):
+    """The rotation search fits all rotations in one batched pass: each rotation's loss is
+    what a fit of the subject in that rotated heart frame gives, and the ranking agrees."""
+    ck = load_checkpoint(tiny_prior)
+    net = model_from_checkpoint(ck)
+    sd = SubjectData.load(subject_npz_path(preprocessed_acdc, "sub-090"))
+    angles = (0, 90, 180, 270)
+    # groups of 2 rotations (max_batch_points) check that grouping changes nothing
+    batched = rotation_search_losses(net, subject_tensors(sd), angles, 12, 500,
+                                     ck["code_mean"], seed=3, max_batch_points=1000)  # 2 per group
+    one_by_one = [fit_subject(net, subject_tensors(replace(sd, heart=rotated_frame(sd.heart, a))),
+                              FitConfig(steps=12, n_points=500, seed=3), ck["code_mean"]
+                              ).final_loss for a in angles]
+    np.testing.assert_allclose(batched, one_by_one, rtol=1e-4)
+    assert np.argsort(batched).tolist() == np.argsort(one_by_one).tolist()
+    assert len(set(np.round(one_by_one, 4))) == len(angles)  # the rotations do differ
 
 
 def test_fit_and_generate_cli_geometry(preprocessed_acdc, tiny_prior, tmp_path):

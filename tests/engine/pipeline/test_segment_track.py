@@ -125,8 +125,14 @@ def test_resample_reproduces_and_extends_without_fitting(st_090, tmp_path):
 
 def test_labels_are_refined_by_the_image_the_subject_file_keeps(st_090, tmp_path, capsys):
     summary = json.loads((st_090 / "summary.json").read_text())
-    assert summary["refinement"] == {"beta": REFINE_BETA, "iterations": REFINE_ITERATIONS}
     subj = torch.load(st_090 / "subject.nimosef", weights_only=False)
+    ref = summary["refinement"]
+    assert (ref["beta"], ref["iterations"]) == (REFINE_BETA, REFINE_ITERATIONS)
+    # each slice's in-plane shift onto the image: kept in the subject file, within reach
+    shift = np.array(ref["slice_shift_voxels"])
+    assert shift.shape == (subj["crop_shape"][2], 2)
+    np.testing.assert_array_equal(subj["slice_shift"].numpy(), shift)
+    assert np.abs(shift).max() <= round(ref["slice_shift_max_mm"] / 1.78571)
     img, _ = load_nifti(CINE)
     (ox, oy, oz), (nx, ny, nz) = subj["crop_offset"], subj["crop_shape"]
     crop = np.moveaxis(img[ox:ox + nx, oy:oy + ny, oz:oz + nz], -1, 0)
@@ -148,6 +154,14 @@ def test_labels_are_refined_by_the_image_the_subject_file_keeps(st_090, tmp_path
     # the refinement moves boundaries, not whole structures
     assert (raw != refined).mean() > 0.001
     assert dice(raw, refined, 1) > 0.8
+    # resample samples the slices where segment-track did: without the shifts, other labels
+    assert np.array_equal(resampled(st_090 / "subject.nimosef", "again"), refined)
+    assert shift.any()  # patient090's slices do sit off the fast fit, by up to 3 voxels
+    torch.save(dict(subj, slice_shift=None), tmp_path / "no_shift.nimosef")
+    assert not np.array_equal(resampled(tmp_path / "no_shift.nimosef", "no_shift"), refined)
+    torch.save(dict(subj, slice_shift=torch.zeros(3, 2)), tmp_path / "bad_shift.nimosef")
+    resampled(tmp_path / "bad_shift.nimosef", "bad_shift", status=2)
+    assert "bad_shift.nimosef: its slice shifts (3, 2) do not match its" in capsys.readouterr().err
     # a subject file that keeps no image (written with --no-refine) gives the network's labels
     subj["image_u8"] = None
     torch.save(subj, tmp_path / "no_image.nimosef")
