@@ -111,10 +111,15 @@ def main() -> None:
     base = df[df["refinement"] == "none"].set_index("subject")
     ref = df[df["refinement"] == DEFAULT].set_index("subject")
     better = {c: int((ref[f"dice_{c}"] > base[f"dice_{c}"]).sum()) for _, c in CLASSES}
+    unaligned = df[df["refinement"] == f"beta={REFINE_BETA:g}"].set_index("subject")
+    by_alignment = {c: {"better": int((ref[f"dice_{c}"] > unaligned[f"dice_{c}"]).sum()),
+                        "worse": int((ref[f"dice_{c}"] < unaligned[f"dice_{c}"]).sum())}
+                    for _, c in CLASSES} if len(unaligned) else None
     record("intensity_refinement", {
         "outputs": str(args.outputs), "n_subjects": len(folders), "prior_id": pid_,
         "iterations": REFINE_ITERATIONS, "table": table,
         "patients_improved_by_the_default": better,
+        "patients_changed_by_the_alignment_at_default_beta": by_alignment,
         "refine_seconds_per_frame": round(float(np.mean(seconds)), 3)})
 
 
