@@ -158,13 +158,15 @@ def rotation_search_losses(net, st: SubjectTensors, angles_deg, steps: int, n_po
     a CPU (arithmetic bounds them: a batch is no faster and its activations take memory,
     ``benchmarks/rotation_search.py``).
     """
+    angles = list(angles_deg)
+    if steps <= 0:
+        return [math.inf] * len(angles)
     if max_batch_points is None:
         on_gpu = st.coords.device.type == "cuda"
-        max_batch_points = n_points * (len(list(angles_deg)) if on_gpu else 1)
+        max_batch_points = n_points * (len(angles) if on_gpu else 1)
     weights = weights or LossWeights()
     for p in net.parameters():
         p.requires_grad_(False)
-    angles = list(angles_deg)
     group = max(1, int(max_batch_points) // max(1, int(n_points)))
     out: list[float] = []
     for g0 in range(0, len(angles), group):
@@ -181,7 +183,7 @@ def _rotation_group(net, st, angles, steps, n_points, init_code, seed, weights, 
     codes = init_code.detach().to(dev).expand(len(angles), -1).clone().requires_grad_(True)
     opt = torch.optim.Adam([codes], lr=FitConfig.lr_code)
     gen = torch.Generator().manual_seed(seed * 7919)  # as fit_subject's first restart
-    history = torch.empty(steps, len(angles))
+    history = torch.empty(steps, len(angles), device=dev)  # no host sync per step
     for step in range(steps):
         if reporter is not None and step % 10 == 0:
             reporter.update("localise", (where[0] + len(angles) * step / steps) / where[1],
@@ -196,6 +198,6 @@ def _rotation_group(net, st, angles, steps, n_points, init_code, seed, weights, 
         opt.zero_grad(set_to_none=True)
         total.sum().backward()  # the codes are independent: each gets its own gradient
         opt.step()
-        history[step] = total.detach().cpu()
+        history[step] = total.detach()
     tail = history[-max(1, steps // 10):]
-    return [float(v) for v in tail.mean(0)]
+    return [float(v) for v in tail.mean(0).cpu()]
