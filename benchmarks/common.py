@@ -67,6 +67,28 @@ def split_subjects(subjects: list[str] | None, manifest_root: str | None,
     return ["patient" + s.removeprefix("sub-") for s in manifest["splits"][split]]
 
 
+def add_split_arguments(ap) -> None:
+    """``--root`` (the ACDC training folder), ``--subjects`` or ``--manifest-root`` +
+    ``--split`` (:func:`split_subjects`) and ``--prior`` for a script that fits ACDC
+    patients."""
+    ap.add_argument("--root", default=str(ACDC))
+    ap.add_argument("--subjects", nargs="+")
+    ap.add_argument("--manifest-root", help="preprocessed dataset whose --split to use")
+    ap.add_argument("--split", default="val")
+    ap.add_argument("--prior")
+
+
+def subjects_and_prior(args) -> tuple[list[str], dict, torch.nn.Module]:
+    """The patients of :func:`add_split_arguments`' options, and the prior (checkpoint and
+    network, on the CPU), with torch's global seed set to 0 first."""
+    from nimosef_engine.segment_track import load_prior
+
+    subjects = split_subjects(args.subjects, args.manifest_root, args.split)
+    torch.manual_seed(0)
+    ckpt, net, _ = load_prior(args.prior, "cpu")
+    return subjects, ckpt, net
+
+
 def acdc_ed_es(folder: Path):
     """``(Info.cfg, cine of the ED and ES frames, their labels remapped to NIMOSEF's)`` of an
     ACDC patient folder, as ``nimosef evaluate`` reads it."""

@@ -12,7 +12,7 @@ evaluate`` does (Dice per class on the whole grid, |EF error| from the ED and ES
 the network's labels alone ("none", what ``--no-refine`` writes), then refined by the image
 with each prior weight β in ``--betas`` (with the LV cavity fill, as segment-track), and
 last "aligned": the slices first shifted in-plane onto the image
-(:func:`refine.slice_shifts` from the ED and ES frames, the network sampled again at the
+(``segment_track.align_slices`` from the ED and ES frames, the network sampled again at the
 shifted points) and refined with the default β, :data:`refine.REFINE_BETA`: what
 segment-track writes. Clean-up as segment-track. The fits are the same in every row, so the
 rows differ by the refinement alone.
@@ -30,7 +30,6 @@ from common import ACDC, acdc_ed_es, record
 
 from nimosef_engine.benchmark_eval import score_ed_es
 from nimosef_engine.data.preprocess import crop_last3, normalise_intensity
-from nimosef_engine.geometry import spacing_of
 from nimosef_engine.postprocess import clean_labels
 from nimosef_engine.refine import (
     REFINE_BETA,
@@ -38,11 +37,10 @@ from nimosef_engine.refine import (
     image_on_grid,
     quantise_image,
     refined_labels,
-    slice_shifts,
 )
 from nimosef_engine.resample import load_subject_file, subject_grid
 from nimosef_engine.sample import embed_frame, iter_frames
-from nimosef_engine.segment_track import load_prior
+from nimosef_engine.segment_track import align_slices, load_prior
 
 CLASSES = ((1, "LV"), (2, "MYO"), (3, "RV"))
 DEFAULT = f"aligned, beta={REFINE_BETA:g} (default)"
@@ -62,10 +60,8 @@ def patient_frames(folder: Path, root: Path, net):
                                                       subj["pose_matrix"], probs=True,
                                                       slice_shift=shift)]
 
-    probs = sample()
-    shift = slice_shifts([image_on_grid(im, 1) for im in image], probs,
-                         spacing_of(sd.crop_affine_ras)[:2])
-    return probs, sample(shift), image, gts, cine.affine_ras, sd
+    shift = align_slices(net, subj["code"], subj["pose_matrix"], sd, image, [0, 1], "cpu")
+    return sample(), sample(shift), image, gts, cine.affine_ras, sd
 
 
 def main() -> None:

@@ -25,8 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
-from common import ACDC, acdc_ed_es, record, split_subjects
+from common import acdc_ed_es, add_split_arguments, record, subjects_and_prior
 
 from nimosef_engine.fit import FitConfig, fit_subject
 from nimosef_engine.localise import localise_heart
@@ -42,7 +41,6 @@ from nimosef_engine.segment_track import (
     SegmentTrackOptions,
     choose_rotation,
     cycle_times_from_ed,
-    load_prior,
     pose_hypotheses,
     rotated_frame,
     subject_from_cine,
@@ -112,16 +110,10 @@ def kept(df: pd.DataFrame, criterion) -> pd.DataFrame:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--root", default=str(ACDC))
-    ap.add_argument("--subjects", nargs="+")
-    ap.add_argument("--manifest-root", help="preprocessed dataset whose --split to use")
-    ap.add_argument("--split", default="val")
-    ap.add_argument("--prior")
+    add_split_arguments(ap)
     ap.add_argument("--csv", help="write one row per patient and starting pose here")
     args = ap.parse_args()
-    subjects = split_subjects(args.subjects, args.manifest_root, args.split)
-    torch.manual_seed(0)
-    ckpt, net, _ = load_prior(args.prior, "cpu")
+    subjects, ckpt, net = subjects_and_prior(args)
     rows = []
     t0 = time.perf_counter()
     for pid in subjects:

@@ -19,8 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import torch
-from common import ACDC, acdc_ed_es, record, split_subjects
+from common import acdc_ed_es, add_split_arguments, record, subjects_and_prior
 from localise_acdc import compare
 
 from nimosef_engine.fit import FitConfig, fit_subject
@@ -36,7 +35,6 @@ from nimosef_engine.segment_track import (
     SegmentTrackOptions,
     choose_rotation,
     cycle_times_from_ed,
-    load_prior,
     subject_from_cine,
 )
 
@@ -79,15 +77,9 @@ def patient(folder: Path, net, ckpt, device) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--root", default=str(ACDC))
-    ap.add_argument("--subjects", nargs="+")
-    ap.add_argument("--manifest-root", help="preprocessed dataset whose --split to use")
-    ap.add_argument("--split", default="val")
-    ap.add_argument("--prior")
+    add_split_arguments(ap)
     args = ap.parse_args()
-    subjects = split_subjects(args.subjects, args.manifest_root, args.split)
-    torch.manual_seed(0)
-    ckpt, net, _ = load_prior(args.prior, "cpu")
+    subjects, ckpt, net = subjects_and_prior(args)
     rows = []
     t0 = time.perf_counter()
     for pid in subjects:

@@ -28,7 +28,7 @@ from nimosef_engine.losses.objective import subject_tensors
 from nimosef_engine.segment_track import (
     QUALITY,
     ROTATION_POINTS,
-    cycle_times_from_ed,
+    cycle_model_times,
     load_prior,
     rotated_frame,
     subject_from_cine,
@@ -55,9 +55,7 @@ def main() -> None:
     cine = load_cine([args.cine])
     pose = localise_heart(cine.frames, cine.affine_ras,
                           scale_mm=float(ckpt.get("norm_scale_mm", 100.0)), source=args.cine)
-    es_time = ckpt.get("es_time_mean") if ckpt.get("time_coverage") == "ed_es" else None
-    es = pose.es_index if (es_time and pose.es_index not in (-1, pose.ed_index)) else None
-    times = cycle_times_from_ed(cine, pose.ed_index, es, es_time)  # as segment-track
+    times, _ = cycle_model_times(cine, ckpt, pose.ed_index, pose.es_index)
     sd = subject_from_cine(cine, pose.frame, pose.roi_center_ras, times, 160.0, args.cine)
     preset = QUALITY[args.quality]
     angles, steps = preset["rotations"], preset["rotation_steps"]

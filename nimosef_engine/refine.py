@@ -70,11 +70,13 @@ def refine_probs(image: np.ndarray, probs: np.ndarray, beta: float = REFINE_BETA
     return refine_with_evidence(image, probs, beta, iterations)[0]
 
 
-def class_log_likelihood(image: np.ndarray, post: np.ndarray) -> np.ndarray:
+def class_log_likelihood(image: np.ndarray, post: np.ndarray,
+                         out: np.ndarray | None = None) -> np.ndarray:
     """``log p(I(x) | c)`` ``(C, X, Y, Z)`` float32: for each heart class the per-slice Gaussian
     of the intensities weighted by ``post[c]`` (:func:`slice_gaussian`), 0 for the
-    background (a flat likelihood on [0, 1])."""
-    ll = np.zeros(post.shape, np.float32)
+    background (a flat likelihood on [0, 1]). Written into ``out`` when given."""
+    ll = np.zeros(post.shape, np.float32) if out is None else out
+    ll[0] = 0.0
     for c in range(1, post.shape[0]):
         mean, sd = slice_gaussian(image, post[c])
         z = (image - mean.astype(np.float32)) / sd.astype(np.float32)
@@ -95,7 +97,8 @@ def refine_with_evidence(image: np.ndarray, probs: np.ndarray, beta: float = REF
     score = np.empty_like(post)
     evidence = float("nan")
     for _ in range(int(iterations)):
-        np.add(log_prior, class_log_likelihood(image, post), out=score)
+        class_log_likelihood(image, post, out=score)
+        score += log_prior  # no array beyond the prior, scores and posterior
         top = score.max(0, keepdims=True)
         np.subtract(score, top, out=score)
         np.exp(score, out=post)

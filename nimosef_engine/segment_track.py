@@ -217,6 +217,17 @@ def cycle_times_from_ed(cine: Cine, ed_index: int, es_index: int | None = None,
     return tau.astype(np.float32)
 
 
+def cycle_model_times(cine: Cine, ckpt: dict, ed_index: int,
+                      es_index: int) -> tuple[np.ndarray, int | None]:
+    """Model time of each frame of ``cine`` for the prior ``ckpt``, and the ES frame the cycle
+    was aligned on (None if not). A prior trained on ED and ES frames only knows systole: the
+    cycle is aligned on ED and the localised ES (:func:`cycle_times_from_ed`) when the
+    checkpoint says so and ``es_index`` is a frame other than ED."""
+    es_time = ckpt.get("es_time_mean") if ckpt.get("time_coverage") == "ed_es" else None
+    es_model = es_index if (es_time and es_index not in (-1, ed_index)) else None
+    return cycle_times_from_ed(cine, ed_index, es_model, es_time), es_model
+
+
 def align_to_systole(tau: np.ndarray, tau_es: float, es_model_time: float) -> np.ndarray:
     """Cycle fractions ``tau`` (0 = ED) -> model times, piecewise linear on the ED and ES
     landmarks: systole ``[0, tau_es]`` onto ``[0, es_model_time]`` (the mean ES time of the
@@ -303,10 +314,7 @@ def _run(inputs: list[Path], out: Path, opts: SegmentTrackOptions,
     if not 0 <= ed_index < cine.n_frames:
         raise NimosefInputError("--ed-frame", f"must be in 0..{cine.n_frames - 1}")
     preset = QUALITY[opts.quality]
-    # a prior trained on ED and ES frames only knows systole: align the cycle on ED and ES
-    es_time = ckpt.get("es_time_mean") if ckpt.get("time_coverage") == "ed_es" else None
-    es_model = pose.es_index if (es_time and pose.es_index not in (-1, ed_index)) else None
-    times = cycle_times_from_ed(cine, ed_index, es_model, es_time)
+    times, es_model = cycle_model_times(cine, ckpt, ed_index, pose.es_index)
     sd = subject_from_cine(cine, pose.frame, pose.roi_center_ras, times, opts.roi_mm, source)
     _, rotation_losses = choose_rotation(net, ckpt, sd, opts, preset, device, reporter)
     timings["localise"] = time.perf_counter() - t
