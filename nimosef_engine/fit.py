@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from nimosef_engine.fit_graph import GraphedFitStep, cuda_graphs_enabled
 from nimosef_engine.geometry import rotation_about_z
 from nimosef_engine.losses.intensity import intensity_loss
 from nimosef_engine.losses.objective import (
@@ -111,30 +112,37 @@ def fit_subject(net, st: SubjectTensors, cfg: FitConfig, init_code: torch.Tensor
         groups = [{"params": [code], "lr": cfg.lr_code}]
         if cfg.pose:
             groups.append({"params": list(pose.parameters()), "lr": cfg.lr_pose})
-        opt = torch.optim.Adam(groups)
-        losses: list[float] = []
+        graphed = cuda_graphs_enabled(st, cfg.motion)
+        opt = torch.optim.Adam(groups, capturable=graphed)
+        graph_step = GraphedFitStep(net, st, code, pose if cfg.pose else None, opt, weights,
+                                    cfg.n_points) if graphed else None
+        warm = cfg.pose_warmup if cfg.pose else 0
+        history = torch.zeros(warm + cfg.steps, device=dev)  # read once at the end
         snaps: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         pred_boundary = None
-        warm = cfg.pose_warmup if cfg.pose else 0
         for step in range(warm + cfg.steps):
             if reporter is not None and step % 10 == 0:
                 frac = (r + step / (warm + cfg.steps)) / max(1, cfg.restarts)
                 reporter.update("fit", frac, f"step {step}/{warm + cfg.steps}")
-            if cfg.motion and pred_boundary_fn is not None and step >= cfg.steps // 2 \
-                    and (pred_boundary is None or step % 50 == 0):
-                pred_boundary = pred_boundary_fn(code.detach(), pose)
-            opt.zero_grad(set_to_none=True)
-            loss, _ = nimosef_loss(
-                net, code, st, n_points=cfg.n_points, weights=weights,
-                epoch=10**6 if cfg.motion else 0, generator=gen, use_labels=False,
-                pred_boundary=pred_boundary, coords_fn=pose if cfg.pose else None)
-            loss.backward()
-            if step < warm:  # the mean shape is moved into place before it is reshaped
-                code.grad = None
-            opt.step()
-            losses.append(float(loss.detach()))
+            if graph_step is not None and step >= warm:
+                history[step] = graph_step.step(gen)
+            else:
+                if cfg.motion and pred_boundary_fn is not None and step >= cfg.steps // 2 \
+                        and (pred_boundary is None or step % 50 == 0):
+                    pred_boundary = pred_boundary_fn(code.detach(), pose)
+                opt.zero_grad(set_to_none=True)
+                loss, _ = nimosef_loss(
+                    net, code, st, n_points=cfg.n_points, weights=weights,
+                    epoch=10**6 if cfg.motion else 0, generator=gen, use_labels=False,
+                    pred_boundary=pred_boundary, coords_fn=pose if cfg.pose else None)
+                loss.backward()
+                if step < warm:  # the mean shape is moved into place before it is reshaped
+                    code.grad = None
+                opt.step()
+                history[step] = loss.detach()
             if step + 1 in cfg.snapshot_steps:
                 snaps[step + 1] = (code.detach().clone(), pose.matrix().detach().clone())
+        losses = history.tolist()
         tail = losses[-max(1, len(losses) // 10):]
         final = float(sum(tail) / len(tail)) if tail else math.inf
         res = FitResult(code.detach(), pose.matrix().detach(), losses, snaps, final)

@@ -104,11 +104,14 @@ def _subsample(idx: torch.Tensor, n: int, generator: torch.Generator) -> torch.T
 
 
 def step_points(st: SubjectTensors, n_points: int, generator: torch.Generator,
-                use_labels: bool, frame: int | None = None) -> tuple[int, int, torch.Tensor]:
+                use_labels: bool, frame: int | None = None,
+                ed: int | None = None) -> tuple[int, int, torch.Tensor]:
     """What one step looks at: the ED frame, one other frame (random when ``frame`` is None)
-    and ``n_points`` voxel indices (half near the heart when labels are used)."""
+    and ``n_points`` voxel indices (half near the heart when labels are used). ``ed``: the ED
+    frame when the caller knows it (finding it waits for the device)."""
     n_frames = st.intensity.shape[0]
-    ed = int(torch.argmin(st.frame_times).item())
+    if ed is None:
+        ed = int(torch.argmin(st.frame_times).item())
     if frame is None:
         others = [f for f in range(n_frames) if f != ed] or [ed]
         frame = others[int(torch.randint(len(others), (1,), generator=generator))]

@@ -1,0 +1,106 @@
+"""A fitting step replayed as a CUDA graph.
+
+On a GPU, one step of the default fit (intensity at ED and one other frame, the code prior;
+the code and the pose updated by Adam) is some 600 kernels of a few microseconds each: the
+CPU that launches them, not the GPU, sets the pace (``benchmarks/fit_time.py``). The step is
+captured once as a CUDA graph and replayed with each step's points copied into its input
+buffers: the same objective as :func:`nimosef_engine.losses.objective.nimosef_loss` without
+labels or motion, the same points drawn from the same generator.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import torch
+
+from nimosef_engine.losses.intensity import intensity_loss
+from nimosef_engine.losses.objective import LossWeights, SubjectTensors, step_points
+from nimosef_engine.losses.priors import code_prior
+
+log = logging.getLogger(__name__)
+
+EAGER_WARMUP_STEPS = 3  # steps run normally (on a side stream) before the capture, as CUDA asks
+
+
+def cuda_graphs_enabled(st: SubjectTensors, motion: bool) -> bool:
+    """Whether a fit of ``st`` can replay its steps as a graph: on a CUDA device, without the
+    motion terms (their boundary points vary in number), a cine of at least two frames, and
+    unless the environment sets ``NIMOSEF_CUDA_GRAPHS=0``."""
+    return (st.coords.device.type == "cuda" and not motion and st.intensity.shape[0] > 1
+            and os.environ.get("NIMOSEF_CUDA_GRAPHS", "1") != "0")
+
+
+class GraphedFitStep:
+    """Adam steps of ``code`` (and ``pose``, a module mapping coordinates, when given) on the
+    intensity objective. ``opt`` must be built with ``capturable=True``. :meth:`step` draws the
+    step's points, runs it and returns the loss as a device scalar (valid until the next
+    step)."""
+
+    def __init__(self, net, st: SubjectTensors, code: torch.Tensor, pose, opt,
+                 weights: LossWeights, n_points: int):
+        self.net, self.st, self.code, self.pose, self.opt = net, st, code, pose, opt
+        self.weights, self.n_points = weights, n_points
+        dev = st.coords.device
+        self.ed = int(torch.argmin(st.frame_times).item())
+        self.ed_index = torch.tensor([self.ed], device=dev)
+        self.frame_index = torch.zeros(1, dtype=torch.long, device=dev)
+        self.idx = torch.zeros(n_points, dtype=torch.long, device=dev)
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.eager_steps = 0
+        self.capture_failed = False
+        self.loss: torch.Tensor | None = None
+
+    def _objective(self) -> torch.Tensor:
+        """The summands in :func:`nimosef_loss`'s order: ED, the other frame, the code prior."""
+        coords = self.st.coords[self.idx]
+        if self.pose is not None:
+            coords = self.pose(coords)
+        total = self.code.new_zeros(())
+        for f in (self.ed_index, self.frame_index):
+            t = self.st.frame_times[f].expand(coords.shape[0], 1)
+            pred = self.net(coords, t, self.code, with_motion=False).intensity
+            total = total + self.weights.intensity * intensity_loss(pred,
+                                                                    self.st.intensity[f, self.idx])
+        return total + self.weights.code * code_prior(self.code)
+
+    def _eager(self) -> None:
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            self.opt.zero_grad(set_to_none=True)
+            total = self._objective()
+            total.backward()
+            self.opt.step()
+            self.loss = total.detach()
+        torch.cuda.current_stream().wait_stream(side)
+
+    def _capture(self) -> None:
+        self.opt.zero_grad(set_to_none=True)  # backward then writes the grads the graph owns
+        graph = torch.cuda.CUDAGraph()
+        try:
+            with torch.cuda.graph(graph):
+                total = self._objective()
+                total.backward()
+                self.opt.step()
+        except RuntimeError as err:  # not expected: the step's ops are all capturable
+            log.warning("CUDA graph capture failed (%s); fitting without it", err)
+            self.capture_failed = True
+            return
+        self.graph, self.loss = graph, total.detach()
+
+    def step(self, generator: torch.Generator) -> torch.Tensor:
+        _, frame, idx = step_points(self.st, self.n_points, generator, use_labels=False,
+                                    ed=self.ed)
+        self.idx.copy_(idx)
+        self.frame_index.fill_(frame)
+        if self.graph is None and not self.capture_failed \
+                and self.eager_steps >= EAGER_WARMUP_STEPS:
+            self._capture()
+        if self.graph is not None:
+            self.graph.replay()
+        else:
+            self._eager()
+            self.eager_steps += 1
+        return self.loss
