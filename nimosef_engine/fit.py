@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from nimosef_engine.adam import Adam
 from nimosef_engine.fit_graph import GraphedFitStep, cuda_graphs_enabled
 from nimosef_engine.geometry import rotation_about_z
 from nimosef_engine.losses.intensity import intensity_loss
@@ -113,7 +114,7 @@ def fit_subject(net, st: SubjectTensors, cfg: FitConfig, init_code: torch.Tensor
         if cfg.pose:
             groups.append({"params": list(pose.parameters()), "lr": cfg.lr_pose})
         graphed = cuda_graphs_enabled(st, cfg.motion)
-        opt = torch.optim.Adam(groups, capturable=graphed)
+        opt = Adam(groups, capturable=graphed)
         graph_step = GraphedFitStep(net, st, code, pose if cfg.pose else None, opt, weights,
                                     cfg.n_points) if graphed else None
         warm = cfg.pose_warmup if cfg.pose else 0
@@ -124,13 +125,13 @@ def fit_subject(net, st: SubjectTensors, cfg: FitConfig, init_code: torch.Tensor
             if reporter is not None and step % 10 == 0:
                 frac = (r + step / (warm + cfg.steps)) / max(1, cfg.restarts)
                 reporter.update("fit", frac, f"step {step}/{warm + cfg.steps}")
-            if graph_step is not None and step >= warm:
-                history[step] = graph_step.step(gen)
+            if graph_step is not None:
+                history[step] = graph_step.step(gen, hold_code=step < warm)
             else:
                 if cfg.motion and pred_boundary_fn is not None and step >= cfg.steps // 2 \
                         and (pred_boundary is None or step % 50 == 0):
                     pred_boundary = pred_boundary_fn(code.detach(), pose)
-                opt.zero_grad(set_to_none=True)
+                opt.zero_grad()
                 loss, _ = nimosef_loss(
                     net, code, st, n_points=cfg.n_points, weights=weights,
                     epoch=10**6 if cfg.motion else 0, generator=gen, use_labels=False,
@@ -189,7 +190,7 @@ def _rotation_group(net, st, angles, steps, n_points, init_code, seed, weights, 
     rz = torch.from_numpy(np.stack([rotation_about_z(a) for a in angles]).astype(np.float32))
     rz = rz.to(dev)
     codes = init_code.detach().to(dev).expand(len(angles), -1).clone().requires_grad_(True)
-    opt = torch.optim.Adam([codes], lr=FitConfig.lr_code)
+    opt = Adam([{"params": [codes], "lr": FitConfig.lr_code}])
     gen = torch.Generator().manual_seed(seed * 7919)  # as fit_subject's first restart
     history = torch.empty(steps, len(angles), device=dev)  # no host sync per step
     for step in range(steps):
@@ -203,7 +204,7 @@ def _rotation_group(net, st, angles, steps, n_points, init_code, seed, weights, 
             t = st.frame_times[f].expand(*coords.shape[:2], 1)
             pred = net(coords, t, codes, with_motion=False).intensity
             total = total + weights.intensity * intensity_loss(pred, st.intensity[f, idx])
-        opt.zero_grad(set_to_none=True)
+        opt.zero_grad()
         total.sum().backward()  # the codes are independent: each gets its own gradient
         opt.step()
         history[step] = total.detach()

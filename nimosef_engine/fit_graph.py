@@ -34,9 +34,9 @@ def cuda_graphs_enabled(st: SubjectTensors, motion: bool) -> bool:
 
 class GraphedFitStep:
     """Adam steps of ``code`` (and ``pose``, a module mapping coordinates, when given) on the
-    intensity objective. ``opt`` must be built with ``capturable=True``. :meth:`step` draws the
-    step's points, runs it and returns the loss as a device scalar (valid until the next
-    step)."""
+    intensity objective. ``opt``: a capturable :class:`nimosef_engine.adam.Adam`. :meth:`step`
+    draws the step's points, runs it and returns the loss as a device scalar (valid until the
+    next step)."""
 
     def __init__(self, net, st: SubjectTensors, code: torch.Tensor, pose, opt,
                  weights: LossWeights, n_points: int):
@@ -65,19 +65,21 @@ class GraphedFitStep:
                                                                     self.st.intensity[f, self.idx])
         return total + self.weights.code * code_prior(self.code)
 
-    def _eager(self) -> None:
+    def _eager(self, hold_code: bool) -> None:
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
-            self.opt.zero_grad(set_to_none=True)
+            self.opt.zero_grad()
             total = self._objective()
             total.backward()
+            if hold_code:
+                self.code.grad = None
             self.opt.step()
             self.loss = total.detach()
         torch.cuda.current_stream().wait_stream(side)
 
     def _capture(self) -> None:
-        self.opt.zero_grad(set_to_none=True)  # backward then writes the grads the graph owns
+        self.opt.zero_grad()  # backward then writes gradients that the graph owns
         graph = torch.cuda.CUDAGraph()
         try:
             with torch.cuda.graph(graph):
@@ -90,17 +92,18 @@ class GraphedFitStep:
             return
         self.graph, self.loss = graph, total.detach()
 
-    def step(self, generator: torch.Generator) -> torch.Tensor:
+    def step(self, generator: torch.Generator, hold_code: bool = False) -> torch.Tensor:
+        """One step; ``hold_code``: the pose alone moves (a pose warm-up step, not replayed)."""
         _, frame, idx = step_points(self.st, self.n_points, generator, use_labels=False,
                                     ed=self.ed)
         self.idx.copy_(idx)
         self.frame_index.fill_(frame)
-        if self.graph is None and not self.capture_failed \
+        if self.graph is None and not hold_code and not self.capture_failed \
                 and self.eager_steps >= EAGER_WARMUP_STEPS:
             self._capture()
-        if self.graph is not None:
+        if self.graph is not None and not hold_code:
             self.graph.replay()
         else:
-            self._eager()
-            self.eager_steps += 1
+            self._eager(hold_code)
+            self.eager_steps += 0 if hold_code else 1
         return self.loss
