@@ -20,10 +20,11 @@ TEST_ACDC = ROOT / "tests" / "data" / "acdc"
 
 def machine() -> dict:
     dev = "cuda:" + torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True, cwd=ROOT).stdout.strip()
-    # a copy of the tree without .git (the lent GPU machine) says its commit in the environment
-    commit = commit or os.environ.get("NIMOSEF_GIT_COMMIT", "unknown")
+    # a copy of the tree whose .git is not its own (the lent GPU machine's) names its commit in
+    # the environment
+    commit = os.environ.get("NIMOSEF_GIT_COMMIT") or subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+        cwd=ROOT).stdout.strip()
     return {"device": dev, "torch": torch.__version__, "threads": torch.get_num_threads(),
             "cpu": platform.processor() or platform.machine(), "git_commit": commit,
             "date": time.strftime("%Y-%m-%dT%H:%M:%S")}
