@@ -1,6 +1,6 @@
 """What a fresh process pays before its first useful step, each in its own new interpreter:
-importing torch, starting the device, the first step of ``torch.optim.Adam`` (which imports
-``torch._dynamo``), the first step of the fit's own Adam (``nimosef_engine.adam``), and
+importing torch, starting the device, the first step of ``torch.optim.Adam`` and of the fit's
+own Adam (``nimosef_engine.adam``; and whether ``torch._dynamo`` was imported by then), and
 importing the segment-track command.
 
     python benchmarks/startup_costs.py [--device auto|cpu|cuda] [--repeats 3]

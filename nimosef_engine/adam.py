@@ -1,9 +1,13 @@
 """Adam for the few tensors a subject fit optimises (its code, its pose).
 
 The update is ``torch.optim.Adam``'s (betas 0.9 / 0.999, eps 1e-8, no weight decay), written
-out because ``torch.optim``'s ``step`` imports the compiler stack (``torch._dynamo``) on its
-first call: 1.8 s on the 2-core CPU and 5.7 s on the lent H100 machine, where a whole fit
-takes 0.7 s. Training, where that is noise, keeps ``torch.optim``.
+out for two reasons. A step recorded in a CUDA graph (:mod:`fit_graph`) needs its step count
+on the device. And on the lent H100 machine, segment-track's first fit (the rotation search)
+took about 5.5 s longer with ``torch.optim.Adam`` than with this class: its "localise" stage
+6.5-7.8 s at commit 9fbde99, 1.1-1.3 s at 973b777 (``benchmarks/segment_track.py``). An
+isolated first ``torch.optim.Adam`` step in a fresh process costs 0.07 s there
+(``benchmarks/startup_costs.py``), so the cost comes with the first step after the network has
+run; its cause inside torch was not pinned down. Training keeps ``torch.optim``.
 """
 
 from __future__ import annotations
