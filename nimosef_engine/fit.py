@@ -93,7 +93,9 @@ def fit_subject(net, st: SubjectTensors, cfg: FitConfig, init_code: torch.Tensor
     """Fit a code for one subject, the network frozen. Best of ``cfg.restarts`` restarts
     (lowest mean loss over the last 10 % of steps). ``init_code (C,)``: the starting code
     (the prior's mean training code); restarts after the first add N(0, 0.1 * std) noise.
-    ``cfg.pose_warmup`` steps of pose alone come first (the code held at ``init_code``)."""
+    ``cfg.pose_warmup`` steps of pose alone come first (the code held at ``init_code``).
+    On a CUDA device, a fit without motion terms replays its steps as a CUDA graph
+    (:mod:`nimosef_engine.fit_graph`)."""
     weights = weights or LossWeights()
     if not cfg.motion:
         weights = LossWeights(**{**weights.to_dict(), "displacement": 0.0, "no_motion": 0.0,
