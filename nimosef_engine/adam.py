@@ -53,12 +53,11 @@ class Adam:
                 m, v = state[0], state[1]
                 m.lerp_(p.grad, 1 - b1)
                 v.mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
+                state[2] += 1  # in place on the device when capturable
                 if self.capturable:
-                    state[2] += 1
                     step_size_neg = -(lr / (1 - b1 ** state[2]))
                     bc2_sqrt = (1 - b2 ** state[2]).sqrt()
                     p.addcdiv_(m, (v.sqrt() / (bc2_sqrt * step_size_neg)).add_(eps / step_size_neg))
                 else:
-                    state[2] += 1
                     bc2_sqrt = (1 - b2 ** state[2]) ** 0.5
                     p.addcdiv_(m, (v.sqrt() / bc2_sqrt).add_(eps), value=-lr / (1 - b1 ** state[2]))

@@ -19,14 +19,13 @@ from torch import nn
 from nimosef_engine.adam import Adam
 from nimosef_engine.fit_graph import GraphedFitStep, cuda_graphs_enabled
 from nimosef_engine.geometry import rotation_about_z
-from nimosef_engine.losses.intensity import intensity_loss
 from nimosef_engine.losses.objective import (
     LossWeights,
     SubjectTensors,
+    intensity_objective,
     nimosef_loss,
     step_points,
 )
-from nimosef_engine.losses.priors import code_prior
 
 
 @dataclass
@@ -201,11 +200,8 @@ def _rotation_group(net, st, angles, steps, n_points, init_code, seed, weights, 
                             f"rotations, step {step}/{steps}")
         ed, frame, idx = step_points(st, n_points, gen, use_labels=False)
         coords = torch.matmul(st.coords[idx], rz)  # (K, N, 3): the frame turned, per code
-        total = weights.code * code_prior(codes, per_code=True)
-        for f in ([ed] if frame == ed else [ed, frame]):
-            t = st.frame_times[f].expand(*coords.shape[:2], 1)
-            pred = net(coords, t, codes, with_motion=False).intensity
-            total = total + weights.intensity * intensity_loss(pred, st.intensity[f, idx])
+        total = intensity_objective(net, st, coords, codes,
+                                    [ed] if frame == ed else [ed, frame], idx, weights)
         opt.zero_grad()
         total.sum().backward()  # the codes are independent: each gets its own gradient
         opt.step()

@@ -16,9 +16,12 @@ import os
 
 import torch
 
-from nimosef_engine.losses.intensity import intensity_loss
-from nimosef_engine.losses.objective import LossWeights, SubjectTensors, step_points
-from nimosef_engine.losses.priors import code_prior
+from nimosef_engine.losses.objective import (
+    LossWeights,
+    SubjectTensors,
+    intensity_objective,
+    step_points,
+)
 
 log = logging.getLogger(__name__)
 
@@ -48,26 +51,21 @@ class GraphedFitStep:
         self.ed_index = torch.tensor([self.ed], device=dev)
         self.frame_index = torch.zeros(1, dtype=torch.long, device=dev)
         self.idx = torch.zeros(n_points, dtype=torch.long, device=dev)
+        self.side = torch.cuda.Stream(dev)  # where the steps before the capture run
         self.graph: torch.cuda.CUDAGraph | None = None
         self.eager_steps = 0
         self.capture_failed = False
         self.loss: torch.Tensor | None = None
 
     def _objective(self) -> torch.Tensor:
-        """The summands in :func:`nimosef_loss`'s order: ED, the other frame, the code prior."""
         coords = self.st.coords[self.idx]
         if self.pose is not None:
             coords = self.pose(coords)
-        total = self.code.new_zeros(())
-        for f in (self.ed_index, self.frame_index):
-            t = self.st.frame_times[f].expand(coords.shape[0], 1)
-            pred = self.net(coords, t, self.code, with_motion=False).intensity
-            total = total + self.weights.intensity * intensity_loss(pred,
-                                                                    self.st.intensity[f, self.idx])
-        return total + self.weights.code * code_prior(self.code)
+        return intensity_objective(self.net, self.st, coords, self.code,
+                                   (self.ed_index, self.frame_index), self.idx, self.weights)
 
     def _eager(self, hold_code: bool) -> None:
-        side = torch.cuda.Stream()
+        side = self.side
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
             self.opt.zero_grad()

@@ -119,6 +119,21 @@ def step_points(st: SubjectTensors, n_points: int, generator: torch.Generator,
     return ed, frame, idx
 
 
+def intensity_objective(net, st: SubjectTensors, coords: torch.Tensor, code: torch.Tensor,
+                        frames, idx: torch.Tensor, weights: LossWeights) -> torch.Tensor:
+    """A fit's loss at one step's points, summed in :func:`nimosef_loss`'s order: the weighted
+    intensity loss at each of ``frames`` (ED first; ints or index tensors), then the weighted
+    code prior. ``coords (N, 3)`` with ``code (C,)`` give a scalar; ``K`` sets of points
+    ``coords (K, N, 3)`` with ``code (K, C)`` one loss per code ``(K,)``."""
+    total = None
+    for f in frames:
+        t = st.frame_times[f].expand(*coords.shape[:-1], 1)
+        pred = net(coords, t, code, with_motion=False).intensity
+        term = weights.intensity * intensity_loss(pred, st.intensity[f, idx])
+        total = term if total is None else total + term
+    return total + weights.code * code_prior(code, per_code=True)
+
+
 def nimosef_loss(net, code: torch.Tensor, st: SubjectTensors, *, n_points: int,
                  weights: LossWeights, epoch: int, generator: torch.Generator,
                  use_labels: bool = True, frame: int | None = None,
