@@ -5,7 +5,9 @@
 
 Cines: the bundled demo ACDC patient090 (12 frames) and the Sunnybrook DICOM cine (20 frames;
 the full series from ../shared/data when present, else the 3-slice test subset). Each run is a
-separate process so that its peak resident memory is its own; ``wall_s`` is that whole
+separate process; its ``peak_rss_mb`` is the largest resident memory of the runs so far
+(``getrusage`` of children), so with ``--repeats`` a later run reports at least an earlier
+one's. ``wall_s`` is that whole
 process (interpreter start, imports, CUDA start-up included), ``engine_runtime_s`` the engine's
 own clock from reading the cine to the last file. ``--repeats`` runs each cine again (a first
 run pays cold file caches and, on a GPU, the driver's kernel loading). Targets (issue 6):
