@@ -3,7 +3,7 @@
     nimosef evaluate --layout acdc --root ACDC --manifest-root data/acdc_pp --split val \\
         --keep-outputs --out EVAL
     python benchmarks/intensity_refinement.py --outputs EVAL/outputs [--root ACDC]
-        [--betas 0.25 0.5 1 2] [--csv per_subject.csv]
+        [--betas 0.25 0.5 1 2] [--slice-betas 0.5 1] [--gammas 0.5 1 2] [--csv per_subject.csv]
 
 For each patient folder written by ``nimosef evaluate --keep-outputs`` (its fitted
 ``subject.nimosef``), the network's class probabilities at the ED and ES frames are sampled
@@ -13,9 +13,12 @@ the network's labels alone ("none", what ``--no-refine`` writes), then refined b
 with each prior weight β in ``--betas`` (with the LV cavity fill, as segment-track), and
 last "aligned": the slices first shifted in-plane onto the image
 (``segment_track.align_slices`` from the ED and ES frames, the network sampled again at the
-shifted points) and refined with the default β, :data:`refine.REFINE_BETA`: what
-segment-track writes. Clean-up as segment-track. The fits are the same in every row, so the
-rows differ by the refinement alone.
+shifted points) and refined with the default β, :data:`refine.REFINE_BETA` (what
+segment-track writes with ``--no-slice-net``); then "aligned with the slice network": the
+slices shifted with the slice network's probabilities in the evidence too
+(:mod:`slice_likelihood`) and refined with them, for each β in ``--slice-betas`` and weight γ
+in ``--gammas``; at the defaults, what segment-track writes. Clean-up as segment-track. The
+fits are the same in every row, so the rows differ by the refinement alone.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from nimosef_engine.postprocess import clean_labels
 from nimosef_engine.refine import (
     REFINE_BETA,
     REFINE_ITERATIONS,
+    SLICE_GAMMA,
     image_on_grid,
     quantise_image,
     refined_labels,
@@ -41,14 +45,22 @@ from nimosef_engine.refine import (
 from nimosef_engine.resample import load_subject_file, subject_grid
 from nimosef_engine.sample import embed_frame, iter_frames
 from nimosef_engine.segment_track import align_slices, load_prior
+from nimosef_engine.slice_likelihood import SliceEvidence
 
 CLASSES = ((1, "LV"), (2, "MYO"), (3, "RV"))
-DEFAULT = f"aligned, beta={REFINE_BETA:g} (default)"
+ALIGNED = f"aligned, beta={REFINE_BETA:g} (--no-slice-net)"
+DEFAULT = f"aligned with the slice network, beta={REFINE_BETA:g}, gamma={SLICE_GAMMA:g} (default)"
 
 
-def patient_frames(folder: Path, root: Path, net):
-    """``(probs per frame, probs per frame of the aligned slices, uint8 image per frame,
-    labels per frame, affine, subject grid)`` of one evaluated patient: ED then ES."""
+def slice_variant(beta: float, gamma: float) -> str:
+    name = f"aligned with the slice network, beta={beta:g}, gamma={gamma:g}"
+    return DEFAULT if name + " (default)" == DEFAULT else name
+
+
+def patient_frames(folder: Path, root: Path, net, evidence_path: str | None):
+    """``(probs per frame, probs per frame of the aligned slices, the same aligned with the
+    slice network, the slice network's probabilities per frame, uint8 image per frame, labels
+    per frame, affine, subject grid)`` of one evaluated patient: ED then ES."""
     subj = load_subject_file(folder / "subject.nimosef")
     sd = subject_grid(subj)
     _, cine, gts = acdc_ed_es(root / folder.name)
@@ -61,7 +73,12 @@ def patient_frames(folder: Path, root: Path, net):
                                                       slice_shift=shift)]
 
     shift = align_slices(net, subj["code"], subj["pose_matrix"], sd, image, [0, 1], "cpu")
-    return sample(), sample(shift), image, gts, cine.affine_ras, sd
+    evidence = SliceEvidence.load(evidence_path, "cpu", sd)
+    shift_sn = align_slices(net, subj["code"], subj["pose_matrix"], sd, image, [0, 1], "cpu",
+                            evidence=evidence)
+    slices = [evidence.frame(image[i]) for i in range(2)]
+    return (sample(), sample(shift), sample(shift_sn), slices, image, gts, cine.affine_ras,
+            sd)
 
 
 def main() -> None:
@@ -70,7 +87,10 @@ def main() -> None:
     ap.add_argument("--outputs", required=True, help="EVAL/outputs of nimosef evaluate")
     ap.add_argument("--root", default=str(ACDC), help="ACDC training folder")
     ap.add_argument("--betas", type=float, nargs="+", default=[0.25, REFINE_BETA, 1.0, 2.0])
+    ap.add_argument("--slice-betas", type=float, nargs="+", default=[REFINE_BETA, 1.0])
+    ap.add_argument("--gammas", type=float, nargs="+", default=[0.5, SLICE_GAMMA, 2.0])
     ap.add_argument("--prior")
+    ap.add_argument("--slice-net", help="slice network checkpoint (default: the bundled one)")
     ap.add_argument("--csv", help="write the per-patient rows of every variant here")
     args = ap.parse_args()
     _, net, pid_ = load_prior(args.prior, "cpu")
@@ -80,15 +100,20 @@ def main() -> None:
     rows = []
     seconds = []
     for folder in folders:
-        probs, aligned, image, gts, aff, sd = patient_frames(folder, Path(args.root), net)
-        variants = [("none", None, probs), *((f"beta={b:g}", b, probs) for b in args.betas),
-                    (DEFAULT, REFINE_BETA, aligned)]
-        for name, beta, prob in variants:
+        probs, aligned, aligned_sn, slices, image, gts, aff, sd = patient_frames(
+            folder, Path(args.root), net, args.slice_net)
+        variants = [("none", None, probs, None, 0.0),
+                    *((f"beta={b:g}", b, probs, None, 0.0) for b in args.betas),
+                    (ALIGNED, REFINE_BETA, aligned, None, 0.0),
+                    *((slice_variant(b, g), b, aligned_sn, slices, g)
+                      for b in args.slice_betas for g in args.gammas)]
+        for name, beta, prob, sp, gamma in variants:
             t = time.perf_counter()
             labels = []
             for i, p in enumerate(prob):
                 lab = p.argmax(0).astype(np.uint8) if beta is None else refined_labels(
-                    image_on_grid(image[i], 1), p, beta, REFINE_ITERATIONS)[0]
+                    image_on_grid(image[i], 1), p, beta, REFINE_ITERATIONS,
+                    None if sp is None else sp[i], gamma)[0]
                 labels.append(embed_frame(clean_labels(lab), sd, 1))
             if name == DEFAULT:
                 seconds.append((time.perf_counter() - t) / len(prob))
@@ -108,14 +133,19 @@ def main() -> None:
     ref = df[df["refinement"] == DEFAULT].set_index("subject")
     better = {c: int((ref[f"dice_{c}"] > base[f"dice_{c}"]).sum()) for _, c in CLASSES}
     unaligned = df[df["refinement"] == f"beta={REFINE_BETA:g}"].set_index("subject")
-    by_alignment = {c: {"better": int((ref[f"dice_{c}"] > unaligned[f"dice_{c}"]).sum()),
-                        "worse": int((ref[f"dice_{c}"] < unaligned[f"dice_{c}"]).sum())}
+    aligned_only = df[df["refinement"] == ALIGNED].set_index("subject")
+    by_alignment = {c: {"better": int((aligned_only[f"dice_{c}"] > unaligned[f"dice_{c}"]).sum()),
+                        "worse": int((aligned_only[f"dice_{c}"] < unaligned[f"dice_{c}"]).sum())}
                     for _, c in CLASSES} if len(unaligned) else None
+    by_slice_net = {c: {"better": int((ref[f"dice_{c}"] > aligned_only[f"dice_{c}"]).sum()),
+                        "worse": int((ref[f"dice_{c}"] < aligned_only[f"dice_{c}"]).sum())}
+                    for _, c in CLASSES} if len(ref) else None
     record("intensity_refinement", {
         "outputs": str(args.outputs), "n_subjects": len(folders), "prior_id": pid_,
         "iterations": REFINE_ITERATIONS, "table": table,
         "patients_improved_by_the_default": better,
         "patients_changed_by_the_alignment_at_default_beta": by_alignment,
+        "patients_changed_by_the_slice_network": by_slice_net,
         "refine_seconds_per_frame": round(float(np.mean(seconds)), 3)})
 
 

@@ -22,6 +22,7 @@ COMMANDS = [
     "preprocess",
     "split",
     "train",
+    "train_slice_net",
     "fit",
     "generate",
     "metrics",

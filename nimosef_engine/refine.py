@@ -21,6 +21,7 @@ from scipy.spatial import ConvexHull, QhullError
 from nimosef_engine.geometry import interpolate_slices
 
 REFINE_BETA = 0.5  # weight of the network's log-probabilities
+SLICE_GAMMA = 1.0  # weight of the slice network's log-probabilities (:mod:`slice_likelihood`)
 REFINE_ITERATIONS = 5  # EM iterations
 LV, MYO = 1, 2
 MIN_SLICE_WEIGHT = 30.0  # voxels of a class in a slice below which its frame-wide model is used
@@ -61,13 +62,16 @@ def slice_gaussian(image: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, n
 
 
 def refine_probs(image: np.ndarray, probs: np.ndarray, beta: float = REFINE_BETA,
-                 iterations: int = REFINE_ITERATIONS) -> np.ndarray:
+                 iterations: int = REFINE_ITERATIONS, slice_probs: np.ndarray | None = None,
+                 gamma: float = SLICE_GAMMA) -> np.ndarray:
     """Posterior class probabilities ``(C, X, Y, Z)`` float32 of one frame.
 
     ``image (X, Y, Z)``: the frame's intensities normalised to [0, 1] on the same grid as
-    ``probs (C, X, Y, Z)``, the network's class probabilities (class 0 the background).
+    ``probs (C, X, Y, Z)``, the network's class probabilities (class 0 the background);
+    ``slice_probs (C, X, Y, Z)``: the slice network's, on the same grid, or None, weighted by
+    ``gamma``.
     """
-    return refine_with_evidence(image, probs, beta, iterations)[0]
+    return refine_with_evidence(image, probs, beta, iterations, slice_probs, gamma)[0]
 
 
 def class_log_likelihood(image: np.ndarray, post: np.ndarray,
@@ -85,15 +89,20 @@ def class_log_likelihood(image: np.ndarray, post: np.ndarray,
 
 
 def refine_with_evidence(image: np.ndarray, probs: np.ndarray, beta: float = REFINE_BETA,
-                         iterations: int = REFINE_ITERATIONS) -> tuple[np.ndarray, float]:
+                         iterations: int = REFINE_ITERATIONS,
+                         slice_probs: np.ndarray | None = None,
+                         gamma: float = SLICE_GAMMA) -> tuple[np.ndarray, float]:
     """:func:`refine_probs` and the mean log evidence of the image under the last iteration's
-    model, ``mean_x log sum_c p_net(c|x)^beta p(I(x)|c)``: how well the network's layout of the
-    classes explains the image's intensities."""
+    model, ``mean_x log sum_c p_net(c|x)^beta p_slice(c|x)^gamma p(I(x)|c)``: how well the
+    network's layout of the classes explains the image."""
     if image.shape != probs.shape[1:]:
         raise ValueError(f"image {image.shape} and probabilities {probs.shape} differ")
+    if slice_probs is not None and slice_probs.shape != probs.shape:
+        raise ValueError(f"slice probabilities {slice_probs.shape} and probabilities "
+                         f"{probs.shape} differ")
     image = np.asarray(image, np.float32)
-    log_prior = _log_prior(probs, beta)
-    post = np.array(probs, np.float32)
+    log_prior = _log_prior(probs, beta, slice_probs, gamma)
+    post = np.array(probs, np.float32) if slice_probs is None else _normalised(log_prior)
     score = np.empty_like(post)
     evidence = float("nan")
     for _ in range(int(iterations)):
@@ -108,14 +117,28 @@ def refine_with_evidence(image: np.ndarray, probs: np.ndarray, beta: float = REF
     return post, evidence
 
 
-def _log_prior(probs: np.ndarray, beta: float) -> np.ndarray:
+def _log_prior(probs: np.ndarray, beta: float, slice_probs: np.ndarray | None = None,
+               gamma: float = SLICE_GAMMA) -> np.ndarray:
+    """``beta * log p_net (+ gamma * log p_slice)``, float32 ``(C, X, Y, Z)``."""
     log_prior = np.log(np.maximum(probs, 1e-6, dtype=np.float32))
     log_prior *= np.float32(beta)
+    if slice_probs is not None:
+        log_slice = np.log(np.maximum(slice_probs, 1e-6, dtype=np.float32))
+        log_slice *= np.float32(gamma)
+        log_prior += log_slice
     return log_prior
 
 
+def _normalised(log_p: np.ndarray) -> np.ndarray:
+    """Softmax over the class axis of ``log_p (C, ...)`` (a new float32 array)."""
+    p = np.exp(log_p - log_p.max(0, keepdims=True))
+    p /= p.sum(0, keepdims=True)
+    return p
+
+
 def slice_shifts(images: list[np.ndarray], probs: list[np.ndarray], spacing_xy,
-                 max_mm: float = MAX_SLICE_SHIFT_MM, beta: float = REFINE_BETA) -> np.ndarray:
+                 max_mm: float = MAX_SLICE_SHIFT_MM, beta: float = REFINE_BETA,
+                 slice_probs: list[np.ndarray] | None = None) -> np.ndarray:
     """In-plane shift of each slice, ``(Z, 2)`` int (voxels along x and y), that best aligns
     the network's class probabilities with the image: the shift, at most ``max_mm`` each way,
     that maximises the slice's log evidence (as in :func:`refine_with_evidence`, under the
@@ -126,15 +149,20 @@ def slice_shifts(images: list[np.ndarray], probs: list[np.ndarray], spacing_xy,
     smooth heart. ``images[i] (X, Y, Z)`` in [0, 1] and ``probs[i] (C, X, Y, Z)``: frames of
     one cine (ED and ES give the blood pools at both extremes). The network is then sampled at
     ``voxel - shift`` (:func:`sample.grid_coords_norm`). Ties go to the smallest shift.
+    ``slice_probs[i]``: the slice network's probabilities of frame ``i`` (they stay where the
+    image is; only the network's move), or None.
     """
     reach = np.round(max_mm / np.asarray(spacing_xy, np.float64)[:2]).astype(int)
     shifts = sorted(((dx, dy) for dx in range(-reach[0], reach[0] + 1)
                      for dy in range(-reach[1], reach[1] + 1)),
                     key=lambda d: (d[0] ** 2 + d[1] ** 2, d))
     total = np.zeros((len(shifts), probs[0].shape[-1]))
-    for image, p in zip(images, probs, strict=True):
+    slice_probs = [None] * len(probs) if slice_probs is None else slice_probs
+    for image, p, sp in zip(images, probs, slice_probs, strict=True):
         image = np.asarray(image, np.float32)
-        ll = class_log_likelihood(image, refine_probs(image, p, beta))
+        ll = class_log_likelihood(image, refine_probs(image, p, beta, slice_probs=sp))
+        if sp is not None:
+            ll += _log_prior(sp, SLICE_GAMMA)
         log_prior = _log_prior(p, beta)
         for j, (dx, dy) in enumerate(shifts):
             score = np.roll(log_prior, (dx, dy), axis=(1, 2))
@@ -171,24 +199,28 @@ def fill_lv_cavity(labels: np.ndarray) -> np.ndarray:
 
 
 def refined_labels(image: np.ndarray, probs: np.ndarray, beta: float = REFINE_BETA,
-                   iterations: int = REFINE_ITERATIONS) -> tuple[np.ndarray, np.ndarray]:
+                   iterations: int = REFINE_ITERATIONS, slice_probs: np.ndarray | None = None,
+                   gamma: float = SLICE_GAMMA) -> tuple[np.ndarray, np.ndarray]:
     """Labels ``(X, Y, Z)`` uint8 of one frame refined by its image (:func:`refine_probs`,
     then :func:`fill_lv_cavity`), and the posterior probabilities."""
-    post = refine_probs(image, probs, beta, iterations)
+    post = refine_probs(image, probs, beta, iterations, slice_probs, gamma)
     return fill_lv_cavity(post.argmax(0).astype(np.uint8)), post
 
 
-def final_labels(frame, image_u8: np.ndarray | None, factor: int,
-                 clean: bool) -> tuple[np.ndarray, np.ndarray | None]:
+def final_labels(frame, image_u8: np.ndarray | None, factor: int, clean: bool,
+                 slice_probs: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """Labels of a :class:`sample.SampledFrame` as written: refined by the frame's image
     ``image_u8 (X, Y, Z)`` on the native crop grid when given (the frame must carry its
-    probabilities), then cleaned up if ``clean``. Returns the labels and the class
-    probabilities they are the argmax of (refined or not; None if the frame has none)."""
+    probabilities) and by the slice network's probabilities ``slice_probs (C, X, Y, Z)`` of
+    that image when given (linear along z onto the sub-slices), then cleaned up if ``clean``.
+    Returns the labels and the class probabilities they are the argmax of (refined or not;
+    None if the frame has none)."""
     from nimosef_engine.postprocess import clean_labels
 
     probs, labels = frame.probs, frame.labels
     if image_u8 is not None:
         if probs is None:
             raise ValueError("refining a frame needs its class probabilities")
-        labels, probs = refined_labels(image_on_grid(image_u8, factor), probs)
+        sp = None if slice_probs is None else interpolate_slices(slice_probs, factor)
+        labels, probs = refined_labels(image_on_grid(image_u8, factor), probs, slice_probs=sp)
     return (clean_labels(labels) if clean else labels), probs

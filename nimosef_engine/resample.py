@@ -24,6 +24,7 @@ from nimosef_engine.sample import (
     iter_frames,
     plan_chunk,
 )
+from nimosef_engine.slice_likelihood import SliceEvidence
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,19 @@ def subject_slice_shift(subj: dict, sd: SubjectData, path) -> np.ndarray | None:
     return shift
 
 
+def subject_slice_evidence(subj: dict, sd: SubjectData, path, device) -> SliceEvidence | None:
+    """The slice network a subject file's labels were refined with (:mod:`slice_likelihood`),
+    or None if they were not; raises if that network is not the one at hand."""
+    want = subj.get("slice_net_id")
+    if want is None:
+        return None
+    evidence = SliceEvidence.load(subj.get("slice_net_path"), device, sd)
+    if evidence.net_id != want:
+        raise NimosefInputError(path, f"was refined with slice network {want}, not "
+                                      f"{evidence.net_id}: this installation's differs")
+    return evidence
+
+
 def resample_subject(subject_path: str | Path, out_dir: str | Path, res_factor_z: int,
                      prior: str | Path | None = None, device: str = "auto",
                      clean: bool = True, reporter: ProgressReporter | None = None,
@@ -119,6 +133,8 @@ def resample_subject(subject_path: str | Path, out_dir: str | Path, res_factor_z
         raise NimosefInputError("--first-frame", f"must be in 0..{sd.n_frames - 1}")
     image = subject_image(subj, sd, subject_path) if refine else None
     shift = subject_slice_shift(subj, sd, subject_path) if image is not None else None
+    evidence = subject_slice_evidence(subj, sd, subject_path, dev) \
+        if image is not None else None
     f = int(res_factor_z)
     crop, src = int(np.prod(sd.grid_shape)), int(np.prod(sd.source_shape))
     # the preview frame's labels and intensities are held until the stream reaches it
@@ -152,7 +168,8 @@ def resample_subject(subject_path: str | Path, out_dir: str | Path, res_factor_z
                 if reporter is not None:
                     reporter.update("preview", 1.0, f"frame {fr.index} ready: {paths['preview']}")
             img = None if image is None else image[fr.index]
-            yield fr.index, embed_frame(final_labels(fr, img, f, clean)[0], sd, f), rec
+            sp = None if evidence is None else evidence.frame(img)
+            yield fr.index, embed_frame(final_labels(fr, img, f, clean, sp)[0], sd, f), rec
 
     stream = frames()
     first = next(stream) if first_frame is not None else None

@@ -55,6 +55,7 @@ from nimosef_engine.refine import (
     MAX_SLICE_SHIFT_MM,
     REFINE_BETA,
     REFINE_ITERATIONS,
+    SLICE_GAMMA,
     final_labels,
     image_on_grid,
     quantise_image,
@@ -69,6 +70,7 @@ from nimosef_engine.sample import (
     plan_chunk,
     slice_shift_ras,
 )
+from nimosef_engine.slice_likelihood import SliceEvidence
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +102,8 @@ class SegmentTrackOptions:
     roi_mm: float = 160.0
     clean: bool = True
     refine: bool = True  # label maps refined by the image's intensities (:mod:`refine`)
+    slice_net: bool = True  # ... and by the slice network (:mod:`slice_likelihood`)
+    slice_net_path: str | None = None  # its checkpoint (None: the bundled one)
     meshes: bool = True
     overwrite: bool = False
     frame_times: list[float] | None = None
@@ -333,11 +337,13 @@ def _run(inputs: list[Path], out: Path, opts: SegmentTrackOptions,
     f = int(opts.res_factor_z)
     image = quantise_image(sd.intensity) if opts.refine else None
     t = time.perf_counter()
+    evidence = SliceEvidence.load(opts.slice_net_path, device, sd) \
+        if image is not None and opts.slice_net else None
     shift = None if image is None else align_slices(
-        net, code, pose_m, sd, image, [ed_index, pose.es_index], device, reporter)
+        net, code, pose_m, sd, image, [ed_index, pose.es_index], device, reporter, evidence)
     timings["align"] = time.perf_counter() - t
     seg1, vols = sample_and_write(net, code, pose_m, sd, cine, out, opts, device, reporter,
-                                  timings, image, shift)
+                                  timings, image, shift, evidence)
     t = time.perf_counter()
     tms = cine.trigger_times_ms
     dt_ms = frame_spacing_ms(tms)
@@ -375,6 +381,9 @@ def _run(inputs: list[Path], out: Path, opts: SegmentTrackOptions,
         "input_shape": list(cine.shape), "crop_offset": list(sd.crop_offset),
         "image_u8": None if image is None else torch.from_numpy(image),
         "slice_shift": None if shift is None else torch.from_numpy(shift),
+        "slice_net_id": None if evidence is None else evidence.net_id,
+        "slice_net_path": str(Path(opts.slice_net_path).resolve())
+        if evidence is not None and opts.slice_net_path else None,
         "crop_shape": list(sd.grid_shape), "intensity_range": list(sd.intensity_range),
         "model_times": [float(x) for x in sd.frame_times],
         "frame_times": [float(x) for x in cine.frame_times],
@@ -408,7 +417,9 @@ def _run(inputs: list[Path], out: Path, opts: SegmentTrackOptions,
                 "pose_hypotheses": hypotheses},
         "refinement": {"beta": REFINE_BETA, "iterations": REFINE_ITERATIONS,
                        "slice_shift_voxels": shift.tolist(),
-                       "slice_shift_max_mm": MAX_SLICE_SHIFT_MM}
+                       "slice_shift_max_mm": MAX_SLICE_SHIFT_MM,
+                       "slice_net": None if evidence is None else
+                       {"id": evidence.net_id, "gamma": SLICE_GAMMA}}
         if shift is not None else None,
         "labels": {str(k): v for k, v in LABEL_NAMES.items()},
         "disclaimer": "Research software, not a medical device.",
@@ -454,17 +465,21 @@ def check_memory_budget(cine: Cine, net, opts: SegmentTrackOptions) -> None:
 
 def align_slices(net, code: torch.Tensor, pose_m: torch.Tensor, sd: SubjectData,
                  image: np.ndarray, frames: list[int], device,
-                 reporter: ProgressReporter | None = None) -> np.ndarray:
+                 reporter: ProgressReporter | None = None,
+                 evidence: SliceEvidence | None = None) -> np.ndarray:
     """In-plane shift of each slice (``(Z, 2)`` voxels, :func:`refine.slice_shifts`) that aligns
-    the fitted model with the image ``(T, x, y, z)`` uint8, from the native-resolution class
-    probabilities of ``frames`` (the localised ED and ES; invalid or repeated ones dropped)."""
+    the fitted model with the image ``(T, x, y, z)`` uint8 (and with the slice network's
+    probabilities of it, ``evidence``), from the native-resolution class probabilities of
+    ``frames`` (the localised ED and ES; invalid or repeated ones dropped)."""
     use = sorted({int(i) for i in frames if 0 <= int(i) < sd.n_frames}) or [0]
     if reporter is not None:
         reporter.update("align", 0.0, "aligning the slices with the image")
     probs = [fr.probs.copy() for fr in iter_frames(net, code, sd, 1, device, pose_m,
                                                    probs=True, frames=use)]
     shift = slice_shifts([image_on_grid(image[i], 1) for i in use], probs,
-                         spacing_of(sd.crop_affine_ras)[:2])
+                         spacing_of(sd.crop_affine_ras)[:2],
+                         slice_probs=None if evidence is None else
+                         [evidence.frame(image[i]) for i in use])
     if reporter is not None:
         reporter.update("align", 1.0, f"{int(shift.any(1).sum())} of {len(shift)} slices "
                                       "shifted")
@@ -475,10 +490,12 @@ def sample_and_write(net, code: torch.Tensor, pose_m: torch.Tensor, sd: SubjectD
                      cine: Cine, out: Path, opts: SegmentTrackOptions, device,
                      reporter: ProgressReporter, timings: dict[str, float],
                      image: np.ndarray | None = None,
-                     shift: np.ndarray | None = None) -> tuple[np.ndarray, list[dict]]:
+                     shift: np.ndarray | None = None,
+                     evidence: SliceEvidence | None = None) -> tuple[np.ndarray, list[dict]]:
     """Frame by frame: sample at the native resolution and at z factor F (each slice shifted
     in-plane by ``shift``, :func:`align_slices`), refine by the frames' image (``image``:
-    :func:`refine.quantise_image` of ``sd.intensity``, or None for the network's labels),
+    :func:`refine.quantise_image` of ``sd.intensity``, or None for the network's labels) and
+    by the slice network's probabilities of it (``evidence``, or None),
     clean up, write the meshes, append the frame to ``seg.nii.gz``,
     ``seg_zF.nii.gz`` and ``rec_zF.nii.gz`` and measure the volumes. Peak memory: one frame
     plus a chunk sized by ``opts.memory_budget_gb``.
@@ -519,8 +536,9 @@ def sample_and_write(net, code: torch.Tensor, pose_m: torch.Tensor, sd: SubjectD
         tick = time.perf_counter()
         for fr1, fr_f in pairs:
             img = None if image is None else image[fr_f.index]
-            seg_f, probs_f = final_labels(fr_f, img, f, opts.clean)
-            seg1 = seg_f if f == 1 else final_labels(fr1, img, 1, opts.clean)[0]
+            sp = None if evidence is None else evidence.frame(img)
+            seg_f, probs_f = final_labels(fr_f, img, f, opts.clean, sp)
+            seg1 = seg_f if f == 1 else final_labels(fr1, img, 1, opts.clean, sp)[0]
             seg1_all[fr_f.index] = seg1
             tick = _lap(timings, "sample", tick)
             if opts.meshes:

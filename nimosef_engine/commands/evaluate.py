@@ -30,6 +30,8 @@ def register(sub) -> None:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--no-refine", action="store_true",
                    help="labels from the network alone (see segment-track)")
+    p.add_argument("--no-slice-net", action="store_true",
+                   help="refine without the slice network (see segment-track)")
     p.add_argument("--keep-outputs", action="store_true")
     p.add_argument("--progress", choices=["tqdm", "json", "none"], default="tqdm")
     p.set_defaults(func=run)
@@ -52,6 +54,7 @@ def acdc_subjects(args: argparse.Namespace) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     options = {"prior": args.prior, "quality": args.quality, "fit_steps": args.fit_steps,
                "pose_hypotheses": args.pose_hypotheses, "refine": not args.no_refine,
+               "slice_net": not args.no_slice_net,
                "device": args.device, "meshes": False, "res_factor_z": 1}
     reporter = make_reporter(args.progress)
     root = Path(args.root)

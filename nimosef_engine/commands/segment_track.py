@@ -44,6 +44,10 @@ def register(sub) -> None:
     p.add_argument("--no-refine", action="store_true",
                    help="labels from the network alone: its slices not shifted onto the image, "
                         "its labels not refined by the image's intensities")
+    p.add_argument("--no-slice-net", action="store_true",
+                   help="refine by the image's intensities alone, not by the slice network's "
+                        "probabilities too")
+    p.add_argument("--slice-net", help="slice network checkpoint (default: the bundled one)")
     p.add_argument("--no-meshes", action="store_true")
     p.add_argument("--memory-budget-gb", type=float, default=DEFAULT_MEMORY_BUDGET_GB,
                    help="memory the run may use (GB, default %(default)s): frames are streamed "
@@ -60,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
             args.inputs, args.out, reporter, prior=args.prior, res_factor_z=args.res_factor_z,
             device=args.device, seed=args.seed, quality=args.quality, fit_steps=args.fit_steps,
             roi_mm=args.roi_mm, clean=not args.no_clean, refine=not args.no_refine,
+            slice_net=not args.no_slice_net, slice_net_path=args.slice_net,
             meshes=not args.no_meshes,
             overwrite=args.overwrite, frame_times=args.frame_times,
             frame_numbers=args.frame_numbers, n_frames=args.n_frames, series=args.series,

@@ -167,3 +167,22 @@ def test_slices_drawn_off_the_image_are_shifted_back(frame):
     # evidence from two frames adds up: the same frame twice gives the same shifts
     np.testing.assert_array_equal(slice_shifts([image, image], [probs, probs], SPACING_090),
                                   shifts)
+
+
+def test_the_slice_network_s_reading_pulls_the_labels_to_it(frame):
+    """Where the fitted model is wrong and the slice network right, the refinement with both
+    ends nearer the labels than with the model and the intensities alone; the stronger the
+    slice network's weight, the nearer."""
+    img_u8, gt = frame
+    wrong = np.roll(gt, 2, axis=0)  # the model's boundaries two voxels off
+    image = image_on_grid(img_u8, 1)
+    reading = soft(gt, 0.7)
+    scores = []
+    for gamma in (None, 0.5, 2.0):
+        post = refine_probs(image, soft(wrong)) if gamma is None else refine_probs(
+            image, soft(wrong), slice_probs=reading, gamma=gamma)
+        np.testing.assert_allclose(post.sum(0), 1.0, atol=1e-5)
+        scores.append(np.mean([dice(post.argmax(0), gt, c) for c in (1, 2, 3)]))
+    assert scores[0] < scores[1] < scores[2], scores
+    with pytest.raises(ValueError, match="slice probabilities"):
+        refine_probs(image, soft(gt), slice_probs=reading[:, :-1])

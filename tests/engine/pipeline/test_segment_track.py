@@ -24,13 +24,14 @@ from nimosef_engine.io.nifti import load_nifti
 from nimosef_engine.meshes import polydata_points, read_vtp
 from nimosef_engine.metrics import dice
 from nimosef_engine.model.checkpoint import load_checkpoint
-from nimosef_engine.refine import REFINE_BETA, REFINE_ITERATIONS
+from nimosef_engine.refine import REFINE_BETA, REFINE_ITERATIONS, SLICE_GAMMA
 from nimosef_engine.segment_track import (
     BUNDLED_PRIOR,
     POSE_WARMUP_STEPS,
     align_to_systole,
     pose_hypotheses,
 )
+from nimosef_engine.slice_likelihood import load_slice_net
 
 DATA = Path(__file__).resolve().parents[2] / "data"
 P090 = DATA / "acdc" / "patient090"
@@ -128,6 +129,10 @@ def test_labels_are_refined_by_the_image_the_subject_file_keeps(st_090, tmp_path
     subj = torch.load(st_090 / "subject.nimosef", weights_only=False)
     ref = summary["refinement"]
     assert (ref["beta"], ref["iterations"]) == (REFINE_BETA, REFINE_ITERATIONS)
+    # ... and by the bundled slice network, whose id the subject file keeps
+    net_id = load_slice_net()[1]
+    assert ref["slice_net"] == {"id": net_id, "gamma": SLICE_GAMMA}
+    assert subj["slice_net_id"] == net_id and subj["slice_net_path"] is None
     # each slice's in-plane shift onto the image: kept in the subject file, within reach
     shift = np.array(ref["slice_shift_voxels"])
     assert shift.shape == (subj["crop_shape"][2], 2)
@@ -157,6 +162,12 @@ def test_labels_are_refined_by_the_image_the_subject_file_keeps(st_090, tmp_path
     # resample samples the slices where segment-track did: without the shifts, other labels
     assert np.array_equal(resampled(st_090 / "subject.nimosef", "again"), refined)
     assert shift.any()  # patient090's slices do sit off the fast fit, by up to 3 voxels
+    # without the slice network's probabilities, other labels; another network is refused
+    torch.save(dict(subj, slice_net_id=None), tmp_path / "no_net.nimosef")
+    assert not np.array_equal(resampled(tmp_path / "no_net.nimosef", "no_net"), refined)
+    torch.save(dict(subj, slice_net_id="0123456789ab"), tmp_path / "other_net.nimosef")
+    resampled(tmp_path / "other_net.nimosef", "other_net", status=2)
+    assert "was refined with slice network 0123456789ab, not" in capsys.readouterr().err
     torch.save(dict(subj, slice_shift=None), tmp_path / "no_shift.nimosef")
     assert not np.array_equal(resampled(tmp_path / "no_shift.nimosef", "no_shift"), refined)
     torch.save(dict(subj, slice_shift=torch.zeros(3, 2)), tmp_path / "bad_shift.nimosef")
