@@ -9,7 +9,8 @@ For each patient folder written by ``nimosef evaluate --keep-outputs`` (its fitt
 ``subject.nimosef``), the network's class probabilities at the ED and ES frames are sampled
 again from the fitted code and pose, and scored against the ACDC labels as ``nimosef
 evaluate`` does (Dice per class on the whole grid, |EF error| from the ED and ES volumes):
-the network's labels alone ("none", what ``--no-refine`` writes), then refined by the image
+the network's labels alone ("none", what ``--no-refine`` writes), the slice network's alone
+(its argmax, cleaned up), then refined by the image
 with each prior weight β in ``--betas`` (with the LV cavity fill, as segment-track), and
 last "aligned": the slices first shifted in-plane onto the image
 (``segment_track.align_slices`` from the ED and ES frames, the network sampled again at the
@@ -49,6 +50,7 @@ from nimosef_engine.slice_likelihood import SliceEvidence
 
 CLASSES = ((1, "LV"), (2, "MYO"), (3, "RV"))
 ALIGNED = f"aligned, beta={REFINE_BETA:g} (--no-slice-net)"
+SLICE_ALONE = "the slice network alone"
 DEFAULT = f"aligned with the slice network, beta={REFINE_BETA:g}, gamma={SLICE_GAMMA:g} (default)"
 
 
@@ -102,7 +104,7 @@ def main() -> None:
     for folder in folders:
         probs, aligned, aligned_sn, slices, image, gts, aff, sd = patient_frames(
             folder, Path(args.root), net, args.slice_net)
-        variants = [("none", None, probs, None, 0.0),
+        variants = [("none", None, probs, None, 0.0), (SLICE_ALONE, None, slices, None, 0.0),
                     *((f"beta={b:g}", b, probs, None, 0.0) for b in args.betas),
                     (ALIGNED, REFINE_BETA, aligned, None, 0.0),
                     *((slice_variant(b, g), b, aligned_sn, slices, g)
