@@ -30,7 +30,10 @@ def test_slice_net_ships_with_its_provenance():
     assert set(ck["val_dice"]) == {1, 2, 3}
     cfg = ck["train_config"]
     assert cfg["epochs"] >= ck["epoch"]
-    assert Path(BUNDLED_SLICE_NET.parent / "README.md").read_text().count("acdc_slice_unet") > 0
+    card = Path(BUNDLED_SLICE_NET.parent / "README.md").read_text(encoding="utf-8")
+    assert "acdc_slice_unet" in card
+    dice = " / ".join(f"{ck['val_dice'][c]:.3f}" for c in (1, 2, 3))
+    assert f"{dice} at epoch {ck['epoch']}" in card  # the card states what the file holds
 
 
 def test_the_held_out_demo_slices_are_labelled_where_the_labels_say(preprocessed_acdc):
