@@ -1,8 +1,8 @@
 """Training the slice network of the refinement (:mod:`slice_likelihood`) on a preprocessed
 dataset: every labelled slice of the training split, augmented on the fly (rotation, scale,
 flip, shift, gamma, noise), cross-entropy + soft Dice; after each epoch the validation split is
-scored (3D Dice per class on the crop grid) and the best epoch is kept. Deterministic for a
-seed on one device.
+scored (3D Dice per class on the crop grid) and the best epoch is kept. Seeded (the order,
+augmentation and initial weights follow ``seed``).
 """
 
 from __future__ import annotations
