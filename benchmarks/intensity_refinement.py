@@ -55,8 +55,9 @@ DEFAULT = f"aligned with the slice network, beta={REFINE_BETA:g}, gamma={SLICE_G
 
 
 def slice_variant(beta: float, gamma: float) -> str:
-    name = f"aligned with the slice network, beta={beta:g}, gamma={gamma:g}"
-    return DEFAULT if name + " (default)" == DEFAULT else name
+    if (beta, gamma) == (REFINE_BETA, SLICE_GAMMA):
+        return DEFAULT
+    return f"aligned with the slice network, beta={beta:g}, gamma={gamma:g}"
 
 
 def patient_frames(folder: Path, root: Path, net, evidence_path: str | None):

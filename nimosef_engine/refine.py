@@ -117,15 +117,19 @@ def refine_with_evidence(image: np.ndarray, probs: np.ndarray, beta: float = REF
     return post, evidence
 
 
+def _weighted_log(probs: np.ndarray, weight: float) -> np.ndarray:
+    """``weight * log(probs)`` float32, probabilities floored at 1e-6."""
+    out = np.log(np.maximum(probs, 1e-6, dtype=np.float32))
+    out *= np.float32(weight)
+    return out
+
+
 def _log_prior(probs: np.ndarray, beta: float, slice_probs: np.ndarray | None = None,
                gamma: float = SLICE_GAMMA) -> np.ndarray:
     """``beta * log p_net (+ gamma * log p_slice)``, float32 ``(C, X, Y, Z)``."""
-    log_prior = np.log(np.maximum(probs, 1e-6, dtype=np.float32))
-    log_prior *= np.float32(beta)
+    log_prior = _weighted_log(probs, beta)
     if slice_probs is not None:
-        log_slice = np.log(np.maximum(slice_probs, 1e-6, dtype=np.float32))
-        log_slice *= np.float32(gamma)
-        log_prior += log_slice
+        log_prior += _weighted_log(slice_probs, gamma)
     return log_prior
 
 
@@ -162,8 +166,8 @@ def slice_shifts(images: list[np.ndarray], probs: list[np.ndarray], spacing_xy,
         image = np.asarray(image, np.float32)
         ll = class_log_likelihood(image, refine_probs(image, p, beta, slice_probs=sp))
         if sp is not None:
-            ll += _log_prior(sp, SLICE_GAMMA)
-        log_prior = _log_prior(p, beta)
+            ll += _weighted_log(sp, SLICE_GAMMA)
+        log_prior = _weighted_log(p, beta)
         for j, (dx, dy) in enumerate(shifts):
             score = np.roll(log_prior, (dx, dy), axis=(1, 2))
             score += ll

@@ -25,6 +25,7 @@ from nimosef_engine.model.slice_unet import (
     standardise,
     to_grid,
 )
+from nimosef_engine.refine import image_on_grid
 
 BUNDLED_SLICE_NET = Path(__file__).resolve().parent / "priors" / "acdc_slice_unet.pt"
 SLICES_PER_BATCH = 16  # slices per network call (bounds memory on long stacks)
@@ -64,10 +65,7 @@ class SliceEvidence:
 
     def frame(self, image_u8: np.ndarray) -> np.ndarray:
         """``(C, X, Y, Z)`` float32 probabilities of one frame ``image_u8 (X, Y, Z)``."""
-        from nimosef_engine.refine import IMAGE_LEVELS
-
-        return slice_probabilities(self.net, np.asarray(image_u8, np.float32) / IMAGE_LEVELS,
-                                   self.spacing_mm)
+        return slice_probabilities(self.net, image_on_grid(image_u8, 1), self.spacing_mm)
 
 
 @torch.inference_mode()
