@@ -6,6 +6,7 @@ import json
 import logging
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +41,22 @@ def evaluate_acdc_patient(folder: Path, work: Path, **options) -> dict:
                                         dtype=np.uint8)[0]) for n in (info.ed, info.es)]
     return {"subject": pid, "runtime_s": summary["runtime_s"],
             "fit_loss": summary["fit"]["final_loss"], "pose_hypothesis": chosen[0],
-            **score_ed_es([pred[..., 0], pred[..., 1]], gts, aff), "group": info.group}
+            **score_ed_es([pred[..., 0], pred[..., 1]], gts, aff), "group": info.group,
+            **quality_columns(summary)}
+
+
+def quality_columns(summary: dict) -> dict:
+    """The quality verdict of a segment-track ``summary`` as flat columns: ``quality``,
+    ``quality_reasons`` and each signal (``q_<name>``, agreements as ``q_agreement_<class>``),
+    so that the verdict can be recomputed from a per-subject table."""
+    q = summary["quality"]
+    row = {"quality": q["verdict"], "quality_reasons": " | ".join(q["reasons"])}
+    for k, v in q["signals"].items():
+        if isinstance(v, dict):
+            row.update({f"q_{k}_{c}": x for c, x in v.items()})
+        elif v is not None or k != "agreement":
+            row[f"q_{k}"] = v
+    return row
 
 
 def score_ed_es(preds: list[np.ndarray], gts: list[np.ndarray], aff) -> dict:
@@ -83,7 +99,8 @@ def evaluate_sunnybrook(dicom_dir: Path, contour_dir: Path, work: Path, **option
                      "dice_LV_endo": dice(pred[:, :, k, t] == 1, gt, True)})
     df = pd.DataFrame(rows)
     return {"per_contour": df, "mean_dice_LV_endo": float(df["dice_LV_endo"].mean()),
-            "runtime_s": summary["runtime_s"]}
+            "runtime_s": summary["runtime_s"], "LV_EF_pct": summary["LV_EF_pct"],
+            "LV_EDV_mL": summary["LV_EDV_mL"], "quality": summary["quality"]}
 
 
 def summarise(df: pd.DataFrame) -> dict:
@@ -94,7 +111,84 @@ def summarise(df: pd.DataFrame) -> dict:
     for c in ("LV", "RV"):
         out[f"median_abs_{c}_EF_err"] = round(float(df[f"{c}_EF_abs_err"].median()), 2)
     out["mean_runtime_s"] = round(float(df["runtime_s"].mean()), 2)
+    if "quality" in df:
+        out["quality_counts"] = {str(k): int(v) for k, v in df["quality"].value_counts().items()}
     return out
+
+
+PAIR_CLASSES = {"LV": 1, "MYO": 2, "RV": 3}
+DEFAULT_PAIR_ES_TIME = 0.35  # ES as a cycle fraction when a pairs file gives none
+
+
+def load_pairs_file(path: Path) -> list[dict]:
+    """Subjects of a pairs file: JSON ``{"subjects": [{"id", "ed", "es", "ed_labels",
+    "es_labels", "es_time"?, "label_map"?}, ...]}`` (or the list alone). Paths are relative
+    to the file; ``es_time`` is ES as a fraction of the cycle after ED (default
+    :data:`DEFAULT_PAIR_ES_TIME`); ``label_map`` maps each label value of the label files to
+    ``LV``, ``MYO`` or ``RV`` (default ``{"1": "LV", "2": "MYO", "3": "RV"}``; ACDC files:
+    ``{"3": "LV", "2": "MYO", "1": "RV"}``); other values count as background."""
+    try:
+        doc = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise NimosefInputError(path, "pairs file not found") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise NimosefInputError(path, f"not a JSON pairs file ({e})") from None
+    subjects = doc.get("subjects") if isinstance(doc, dict) else doc
+    if not isinstance(subjects, list) or not subjects:
+        raise NimosefInputError(path, 'expected {"subjects": [...]} with at least one subject')
+    out, seen = [], set()
+    for i, s in enumerate(subjects):
+        where = f"subject {i + 1}"
+        if not isinstance(s, dict):
+            raise NimosefInputError(path, f"{where} is not an object")
+        missing = [k for k in ("ed", "es", "ed_labels", "es_labels") if k not in s]
+        if missing:
+            raise NimosefInputError(path, f"{where} lacks {', '.join(missing)}")
+        sid = str(s.get("id", f"pair{i + 1:03d}"))
+        if sid in seen or not sid or "/" in sid or sid.startswith("."):
+            raise NimosefInputError(path, f"{where}: id {sid!r} is repeated or not a name")
+        seen.add(sid)
+        es_time = s.get("es_time", DEFAULT_PAIR_ES_TIME)
+        if not isinstance(es_time, int | float) or not 0.0 < float(es_time) < 1.0:
+            raise NimosefInputError(path, f"{where}: es_time must lie in (0, 1), got {es_time!r}")
+        lmap = s.get("label_map", {"1": "LV", "2": "MYO", "3": "RV"})
+        if not isinstance(lmap, dict) or not set(lmap.values()) <= set(PAIR_CLASSES):
+            raise NimosefInputError(path, f"{where}: label_map must map label values to "
+                                          f"{', '.join(PAIR_CLASSES)}")
+        try:
+            lut = np.zeros(256, np.uint8)
+            for k, v in lmap.items():
+                lut[int(k)] = PAIR_CLASSES[v]
+        except (ValueError, IndexError):
+            raise NimosefInputError(path, f"{where}: label_map keys must be label values "
+                                          "0-255") from None
+        files = {k: (Path(path).parent / s[k]) for k in ("ed", "es", "ed_labels", "es_labels")}
+        for k, f in files.items():
+            if not f.is_file():
+                raise NimosefInputError(f, f"{where}'s {k} file not found")
+        out.append({"id": sid, **files, "es_time": float(es_time), "lut": lut,
+                    "group": str(s.get("group", ""))})
+    return out
+
+
+def evaluate_pair(pair: dict, work: Path, **options) -> dict:
+    """Segment & Track one labelled ED/ES pair of :func:`load_pairs_file` (no labels), score it
+    against its labels."""
+    out = work / pair["id"]
+    summary = segment_track([pair["ed"], pair["es"]], out, frame_times=[0.0, pair["es_time"]],
+                            ed_frame=0, overwrite=True, **options)
+    pred, aff = load_nifti(out / "seg.nii.gz", ndim=4, dtype=np.uint8)
+    gts = []
+    for key in ("ed_labels", "es_labels"):
+        lab = load_nifti(pair[key], ndim=3, dtype=np.int64)[0]
+        if lab.shape != pred.shape[:3]:
+            raise NimosefInputError(pair[key], f"label map shape {lab.shape} differs from the "
+                                               f"image's {pred.shape[:3]}")
+        gts.append(pair["lut"][np.clip(lab, 0, 255)])
+    return {"subject": pair["id"], "runtime_s": summary["runtime_s"],
+            "fit_loss": summary["fit"]["final_loss"],
+            **score_ed_es([pred[..., 0], pred[..., 1]], gts, aff), "group": pair["group"],
+            **quality_columns(summary)}
 
 
 def evaluate_acdc(root: Path, subjects: list[str], out: Path,
@@ -102,18 +196,40 @@ def evaluate_acdc(root: Path, subjects: list[str], out: Path,
                   **options) -> dict:
     """Run :func:`evaluate_acdc_patient` on ``subjects`` and write ``per_subject.csv`` and
     ``summary.json`` into ``out`` (atomically)."""
+    def case(pid: str):
+        folder = root / pid
+        if not folder.is_dir():
+            raise NimosefInputError(folder, "patient folder not found")
+        return lambda work: evaluate_acdc_patient(folder, work, **options)
+
+    return evaluate_cases([(pid, case(pid)) for pid in subjects], out, reporter,
+                          keep_outputs, options)
+
+
+def evaluate_pairs(pairs_file: Path, out: Path, reporter: ProgressReporter | None = None,
+                   keep_outputs: bool = False, **options) -> dict:
+    """Run :func:`evaluate_pair` on every subject of ``pairs_file`` (:func:`load_pairs_file`);
+    writes ``per_subject.csv`` and ``summary.json`` into ``out`` (atomically)."""
+    pairs = load_pairs_file(pairs_file)
+    cases = [(p["id"], lambda work, p=p: evaluate_pair(p, work, **options)) for p in pairs]
+    return evaluate_cases(cases, out, reporter, keep_outputs, options)
+
+
+def evaluate_cases(cases: list[tuple[str, Callable[[Path], dict]]], out: Path,
+                   reporter: ProgressReporter | None, keep_outputs: bool,
+                   options: dict) -> dict:
+    """Score each ``(name, run)`` case (``run(work_folder) -> row``), then write
+    ``per_subject.csv`` and ``summary.json`` (:func:`summarise`) into ``out`` atomically,
+    with the segment-track outputs under ``outputs/`` if ``keep_outputs``."""
     reporter = reporter or ProgressReporter()
     rows = []
     work = Path(tempfile.mkdtemp(prefix="nimosef_eval_"))
     try:
-        for i, pid in enumerate(subjects):
-            reporter.update("evaluate", i / len(subjects), pid)
-            folder = root / pid
-            if not folder.is_dir():
-                raise NimosefInputError(folder, "patient folder not found")
-            rows.append(evaluate_acdc_patient(folder, work, **options))
-            log.info("%s: %s", pid, {k: round(v, 3) for k, v in rows[-1].items()
-                                     if isinstance(v, float)})
+        for i, (name, run) in enumerate(cases):
+            reporter.update("evaluate", i / len(cases), name)
+            rows.append(run(work))
+            log.info("%s: %s", name, {k: round(v, 3) for k, v in rows[-1].items()
+                                      if isinstance(v, float)})
         df = pd.DataFrame(rows)
         summary = summarise(df)
         with atomic_path(out) as tmp:
@@ -122,7 +238,7 @@ def evaluate_acdc(root: Path, subjects: list[str], out: Path,
             atomic_write_text(tmp / "summary.json", json.dumps(
                 {**summary, "options": {k: v for k, v in options.items()
                                         if isinstance(v, str | int | float | None)},
-                 "subjects": subjects}, indent=1))
+                 "subjects": [name for name, _ in cases]}, indent=1))
             if keep_outputs:
                 shutil.copytree(work, tmp / "outputs")
     finally:

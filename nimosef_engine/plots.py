@@ -6,6 +6,7 @@ written atomically as PNG.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -113,12 +114,13 @@ def plot_dice_boxplot(summary_df: pd.DataFrame, path: str | Path,
 
 
 def plot_report(cine, seg: np.ndarray, subject, volumes: pd.DataFrame, indices: Mapping,
-                path: str | Path) -> Path:
+                path: str | Path, quality: Mapping | None = None) -> Path:
     """Segment & Track report: ED and ES mid-slices with contours, and the volume curves.
 
     ``cine``: the input (``frames`` (T, X, Y, Z)); ``seg`` (T, x, y, z) labels on the
     subject's crop grid (``subject.crop_offset``); ``volumes``: the volumes table;
-    ``indices``: :func:`nimosef_engine.metrics.cardiac_indices` of it.
+    ``indices``: :func:`nimosef_engine.metrics.cardiac_indices` of it; ``quality``: the
+    verdict (:mod:`nimosef_engine.quality`), shown above the panels unless it is ``ok``.
     """
     ed, es = int(indices["ed_index"]), int(indices["es_index"])
     lv_slices = np.flatnonzero((seg[ed] == 1).any(axis=(0, 1)))
@@ -148,7 +150,10 @@ def plot_report(cine, seg: np.ndarray, subject, volumes: pd.DataFrame, indices: 
     ax.legend(fontsize=8)
     ef = indices.get("LV_EF_pct", float("nan"))
     ax.set_title(f"LV EF {ef:.1f} %, EDV {indices.get('LV_EDV_mL', float('nan')):.0f} mL")
-    fig.suptitle("NIMOSEF Segment & Track (research software, not a medical device)",
-                 fontsize=9)
+    title = "NIMOSEF Segment & Track (research software, not a medical device)"
+    if quality and quality.get("verdict") != "ok":
+        reasons = "; ".join(quality.get("reasons", []))
+        title += f"\nQUALITY {str(quality['verdict']).upper()}: {textwrap.shorten(reasons, 160)}"
+    fig.suptitle(title, fontsize=9, color="black" if title.count("\n") == 0 else "firebrick")
     fig.tight_layout()
     return _save_png(fig, path)

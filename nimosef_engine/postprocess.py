@@ -1,4 +1,5 @@
-"""Label-map clean-up: largest connected component per label, holes filled (per frame)."""
+"""Label-map clean-up (per frame): largest connected component per label, holes filled, and
+the ventricle ended where the expert convention ends it (:func:`trim_lv_ends`)."""
 
 from __future__ import annotations
 
@@ -34,3 +35,48 @@ def clean_labels(labels: np.ndarray, classes=(1, 2, 3)) -> np.ndarray:
 def clean_labels_4d(labels: np.ndarray) -> np.ndarray:
     """:func:`clean_labels` on each frame of ``(T, X, Y, Z)``."""
     return np.stack([clean_labels(f) for f in labels])
+
+
+LV, MYO = 1, 2
+MIN_MYO_COVER = 0.75  # an LV slice needs myocardium around 3/4 of its pool (ACDC labels: >= 0.8)
+
+
+def myocardial_cover(labels: np.ndarray) -> np.ndarray:
+    """Per slice of ``labels (X, Y, Z)``, the share of the LV blood pool's in-plane border
+    that is myocardium, ``(Z,)`` float (NaN on slices without LV). About 1 on every slice of
+    the ventricle; low above the valve plane, where an atrium or the outflow tract is a blood
+    pool that no myocardial ring closes."""
+    cover = np.full(labels.shape[2], np.nan)
+    for k in range(labels.shape[2]):
+        lv = labels[:, :, k] == LV
+        if lv.any():
+            ring = ndimage.binary_dilation(lv) & ~lv
+            cover[k] = float((labels[:, :, k][ring] == MYO).mean()) if ring.any() else 0.0
+    return cover
+
+
+def trim_lv_base(labels: np.ndarray, min_cover: float = MIN_MYO_COVER) -> np.ndarray:
+    """The heart ended at the LV's base as experts end it (ACDC, M&Ms). From the basal end of
+    the LV's run of slices (the end where its blood pool is larger), slices whose pool is less
+    than ``min_cover`` walled by myocardium (:func:`myocardial_cover`) are above the base: the
+    atrium or the outflow tract, a round bright pool that no myocardial ring closes, which a
+    stack covering the atria shows and the labels leave out (at end-systole more so, as the
+    valve plane descends). They, and any slice further out, lose every label: in the experts'
+    labels no structure reaches past the LV's base (none of ACDC's 200 labelled frames). A
+    copy of ``labels (X, Y, Z)``."""
+    cover = myocardial_cover(labels)
+    ks = np.flatnonzero(np.isfinite(cover))
+    out = labels.copy()
+    if len(ks) < 3:
+        return out
+    area = (labels == LV).sum((0, 1))[ks]
+    third = max(1, len(ks) // 3)
+    base_low = area[:third].mean() >= area[-third:].mean()
+    walled = [k for k in (ks if base_low else ks[::-1]) if cover[k] >= min_cover]
+    if not walled:
+        return out
+    if base_low:
+        out[:, :, :walled[0]] = 0
+    else:
+        out[:, :, walled[0] + 1:] = 0
+    return out

@@ -212,19 +212,32 @@ def refined_labels(image: np.ndarray, probs: np.ndarray, beta: float = REFINE_BE
 
 
 def final_labels(frame, image_u8: np.ndarray | None, factor: int, clean: bool,
-                 slice_probs: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+                 slice_probs: np.ndarray | None = None,
+                 beta: float = REFINE_BETA) -> tuple[np.ndarray, np.ndarray | None]:
     """Labels of a :class:`sample.SampledFrame` as written: refined by the frame's image
     ``image_u8 (X, Y, Z)`` on the native crop grid when given (the frame must carry its
     probabilities) and by the slice network's probabilities ``slice_probs (C, X, Y, Z)`` of
-    that image when given (linear along z onto the sub-slices), then cleaned up if ``clean``.
-    Returns the labels and the class probabilities they are the argmax of (refined or not;
-    None if the frame has none)."""
-    from nimosef_engine.postprocess import clean_labels
+    that image when given (linear along z onto the sub-slices; the prior weighted by
+    ``beta``), then cleaned up if ``clean``:
+    each class's largest component, holes filled, and the LV ended at its base as the experts
+    end it (:func:`postprocess.trim_lv_base`). Returns the labels and the class probabilities
+    they are the argmax of (refined or not; None if the frame has none)."""
+    from nimosef_engine.postprocess import clean_labels, trim_lv_base
 
     probs, labels = frame.probs, frame.labels
     if image_u8 is not None:
         if probs is None:
             raise ValueError("refining a frame needs its class probabilities")
         sp = None if slice_probs is None else interpolate_slices(slice_probs, factor)
-        labels, probs = refined_labels(image_on_grid(image_u8, factor), probs, slice_probs=sp)
-    return (clean_labels(labels) if clean else labels), probs
+        labels, probs = refined_labels(image_on_grid(image_u8, factor), probs, beta,
+                                       slice_probs=sp)
+    if not clean:
+        return labels, probs
+    cleaned = clean_labels(labels)
+    labels = trim_lv_base(cleaned)
+    gone = labels != cleaned
+    if probs is not None and gone.any():  # trimmed voxels are background in probs too
+        probs = probs.copy()
+        probs[0][gone] = 1.0
+        probs[1:, gone] = 0.0
+    return labels, probs

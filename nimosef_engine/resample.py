@@ -16,7 +16,7 @@ from nimosef_engine.geometry import HeartFrame, crop_affine, resample_grid_z
 from nimosef_engine.io.nifti import save_nifti
 from nimosef_engine.io.nifti_stream import NiftiFrameWriter
 from nimosef_engine.progress import ProgressReporter
-from nimosef_engine.refine import final_labels
+from nimosef_engine.refine import REFINE_BETA, final_labels
 from nimosef_engine.sample import (
     DEFAULT_MEMORY_BUDGET_GB,
     embed_frame,
@@ -148,6 +148,7 @@ def resample_subject(subject_path: str | Path, out_dir: str | Path, res_factor_z
     paths = {"seg": out_dir / f"seg_z{f}.nii.gz", "rec": out_dir / f"rec_z{f}.nii.gz"}
     shape4 = (*full_shape, sd.n_frames)
     code, lo = subj["code"].to(dev), sd.intensity_range[0]
+    beta = float(subj.get("refine_beta", REFINE_BETA))  # files before the prior's gating
 
     # one pass over the frames; with a preview, frame K comes first and is held until the
     # stream reaches its place in the files
@@ -169,7 +170,8 @@ def resample_subject(subject_path: str | Path, out_dir: str | Path, res_factor_z
                     reporter.update("preview", 1.0, f"frame {fr.index} ready: {paths['preview']}")
             img = None if image is None else image[fr.index]
             sp = None if evidence is None else evidence.frame(img)
-            yield fr.index, embed_frame(final_labels(fr, img, f, clean, sp)[0], sd, f), rec
+            labels = final_labels(fr, img, f, clean, sp, beta)[0]
+            yield fr.index, embed_frame(labels, sd, f), rec
 
     stream = frames()
     first = next(stream) if first_frame is not None else None

@@ -51,6 +51,7 @@ from nimosef_engine.losses.objective import subject_tensors
 from nimosef_engine.metrics import cardiac_indices, volumes_ml
 from nimosef_engine.model.checkpoint import load_checkpoint, model_from_checkpoint, prior_id
 from nimosef_engine.progress import ProgressReporter, ShareReporter
+from nimosef_engine.quality import class_agreement, lv_enclosed, lv_slices, verdict
 from nimosef_engine.refine import (
     MAX_SLICE_SHIFT_MM,
     REFINE_BETA,
@@ -89,6 +90,7 @@ POSE_WARMUP_STEPS = 60  # the third starting pose: pose alone for this many step
 MAX_POSE_HYPOTHESES = 3
 STAGES = ("load", "localise", "fit", "align", "sample", "meshes", "write")
 MIN_LOCALISATION_CONFIDENCE = 0.3  # noise scores ~0.16, the least certain ACDC cine 0.53
+PRIOR_GATE = (0.5, 0.7)  # prior / slice-network agreement over which the prior's weight rises
 
 
 @dataclass
@@ -114,6 +116,7 @@ class SegmentTrackOptions:
     rv_point: list[float] | None = None
     ed_frame: int | None = None
     pose_hypotheses: int = 1  # starting poses fitted in full, the lowest loss kept (1-3)
+    force: bool = False  # keep a result whose quality verdict is "fail"
     memory_budget_gb: float = DEFAULT_MEMORY_BUDGET_GB
 
     def to_dict(self) -> dict:
@@ -341,9 +344,12 @@ def _run(inputs: list[Path], out: Path, opts: SegmentTrackOptions,
         if image is not None and opts.slice_net else None
     shift = None if image is None else align_slices(
         net, code, pose_m, sd, image, [ed_index, pose.es_index], device, reporter, evidence)
+    agreement = None if evidence is None else prior_slice_agreement(
+        net, code, pose_m, sd, image, [ed_index, pose.es_index], device, shift, evidence)
+    beta = refine_beta(agreement)
     timings["align"] = time.perf_counter() - t
     seg1, vols = sample_and_write(net, code, pose_m, sd, cine, out, opts, device, reporter,
-                                  timings, image, shift, evidence)
+                                  timings, image, shift, evidence, beta)
     t = time.perf_counter()
     tms = cine.trigger_times_ms
     dt_ms = frame_spacing_ms(tms)
@@ -361,6 +367,13 @@ def _run(inputs: list[Path], out: Path, opts: SegmentTrackOptions,
                                         "show a short-axis view of the heart")
     idx = cardiac_indices(volumes["LV_mL"], volumes["RV_mL"], volumes["MYO_mL"],
                           frame_times=volumes["time"].to_numpy(), cycle_ms=cycle_ms)
+    quality = assess_quality(pose.confidence, res.final_loss, agreement or {}, vols, seg1,
+                             idx)
+    if quality["verdict"] == "fail" and not opts.force:
+        raise NimosefInputError(source, "the result fails its quality check ("
+                                + "; ".join(quality["reasons"]) + "); --force keeps it")
+    if quality["verdict"] != "ok":
+        log.warning("quality %s: %s", quality["verdict"], "; ".join(quality["reasons"]))
 
     # motion of the ED boundary, in RAS mm
     bt = boundary_table(seg1[[ed_index]], crop_grid(sd, 1)[0], [0.0])
@@ -382,6 +395,7 @@ def _run(inputs: list[Path], out: Path, opts: SegmentTrackOptions,
         "image_u8": None if image is None else torch.from_numpy(image),
         "slice_shift": None if shift is None else torch.from_numpy(shift),
         "slice_net_id": None if evidence is None else evidence.net_id,
+        "refine_beta": beta,
         "slice_net_path": str(Path(opts.slice_net_path).resolve())
         if evidence is not None and opts.slice_net_path else None,
         "crop_shape": list(sd.grid_shape), "intensity_range": list(sd.intensity_range),
@@ -396,7 +410,7 @@ def _run(inputs: list[Path], out: Path, opts: SegmentTrackOptions,
 
     from nimosef_engine.plots import plot_report
 
-    plot_report(cine, seg1, sd, volumes, idx, out / "report.png")
+    plot_report(cine, seg1, sd, volumes, idx, out / "report.png", quality)
     timings["write"] += time.perf_counter() - t
     summary = {
         "ed_frame": int(idx["ed_index"]), "es_frame": int(idx["es_index"]),
@@ -415,12 +429,14 @@ def _run(inputs: list[Path], out: Path, opts: SegmentTrackOptions,
                          "rotation_search_loss": rotation_losses},
         "fit": {"steps": steps, "final_loss": round(res.final_loss, 5), "quality": opts.quality,
                 "pose_hypotheses": hypotheses},
-        "refinement": {"beta": REFINE_BETA, "iterations": REFINE_ITERATIONS,
+        "refinement": {"beta": round(beta, 4), "beta_full": REFINE_BETA,
+                       "prior_gate": list(PRIOR_GATE), "iterations": REFINE_ITERATIONS,
                        "slice_shift_voxels": shift.tolist(),
                        "slice_shift_max_mm": MAX_SLICE_SHIFT_MM,
                        "slice_net": None if evidence is None else
                        {"id": evidence.net_id, "gamma": SLICE_GAMMA}}
         if shift is not None else None,
+        "quality": quality,
         "labels": {str(k): v for k, v in LABEL_NAMES.items()},
         "disclaimer": "Research software, not a medical device.",
     }
@@ -430,6 +446,27 @@ def _run(inputs: list[Path], out: Path, opts: SegmentTrackOptions,
         indent=1))
     reporter.update("write", 1.0, "done")
     return summary
+
+
+def assess_quality(confidence: float, fit_loss: float,
+                   agreement: dict[int, dict[str, float]], vols: list[dict],
+                   seg1: np.ndarray, idx: dict) -> dict:
+    """The result's quality (:mod:`quality`): ``{verdict, reasons, signals}`` from the
+    localisation confidence, the fit's final loss, the prior / slice network agreement per
+    frame (the lowest per class is kept), the native labels ``seg1 (T, x, y, z)`` and the
+    per-frame volumes ``vols`` at the ED frame of the cardiac indices ``idx``."""
+    ed = int(idx["ed_index"])
+    low = {c: float(np.nanmin([a[c] for a in agreement.values()])) if agreement else None
+           for c in ("LV", "MYO", "RV")}
+    signals = {"localisation_confidence": round(float(confidence), 3),
+               "fit_loss": round(float(fit_loss), 5),
+               "agreement": {c: None if v is None or not np.isfinite(v) else round(v, 3)
+                             for c, v in low.items()} if agreement else None,
+               "ed_volumes_ml": {c: round(float(vols[ed][c]), 2) for c in ("LV", "MYO", "RV")},
+               "lv_slices": lv_slices(seg1[ed]), "lv_enclosed": _num(lv_enclosed(seg1[ed])),
+               **{k: _num(idx[k]) for k in ("LV_EDV_mL", "RV_EDV_mL", "LV_EF_pct",
+                                            "RV_EF_pct", "MYO_mass_g")}}
+    return {**verdict(signals), "signals": signals}
 
 
 def frame_spacing_ms(trigger_ms) -> float | None:
@@ -486,12 +523,43 @@ def align_slices(net, code: torch.Tensor, pose_m: torch.Tensor, sd: SubjectData,
     return shift
 
 
+def prior_slice_agreement(net, code: torch.Tensor, pose_m: torch.Tensor, sd: SubjectData,
+                          image: np.ndarray, frames: list[int], device,
+                          shift: np.ndarray | None,
+                          evidence: SliceEvidence) -> dict[int, dict[str, float]]:
+    """For each of ``frames`` (invalid or repeated ones dropped), the Dice per class between
+    the fitted prior's labels (its argmax, slices shifted by ``shift``) and the slice
+    network's reading of the image ``(T, x, y, z)`` uint8 (:func:`quality.class_agreement`):
+    how far the population model and the image evidence agree on this heart."""
+    use = sorted({int(i) for i in frames if 0 <= int(i) < sd.n_frames}) or [0]
+    return {fr.index: class_agreement(fr.probs.argmax(0), evidence.frame(image[fr.index])
+                                      .argmax(0))
+            for fr in iter_frames(net, code, sd, 1, device, pose_m, probs=True, frames=use,
+                                  slice_shift=shift)}
+
+
+def refine_beta(agreement: dict[int, dict[str, float]] | None, beta: float = REFINE_BETA,
+                gate: tuple[float, float] = PRIOR_GATE) -> float:
+    """The prior's weight in the refinement: ``beta`` where the prior and the slice network
+    agree (mean class Dice over the frames of ``agreement`` at or above ``gate[1]``, as on
+    every ACDC heart), falling linearly to 0 at ``gate[0]``. A heart unlike the prior's
+    training population (another centre, an unusual shape) is read from the image rather than
+    pulled towards the population's shape. ``beta`` without an agreement (no slice network)."""
+    if not agreement:
+        return float(beta)
+    a = float(np.nanmean([np.nanmean(list(v.values())) for v in agreement.values()]))
+    lo, hi = gate
+    return float(beta) * float(np.clip((a - lo) / (hi - lo), 0.0, 1.0)) if np.isfinite(a) \
+        else float(beta)
+
+
 def sample_and_write(net, code: torch.Tensor, pose_m: torch.Tensor, sd: SubjectData,
                      cine: Cine, out: Path, opts: SegmentTrackOptions, device,
                      reporter: ProgressReporter, timings: dict[str, float],
                      image: np.ndarray | None = None,
                      shift: np.ndarray | None = None,
-                     evidence: SliceEvidence | None = None) -> tuple[np.ndarray, list[dict]]:
+                     evidence: SliceEvidence | None = None,
+                     beta: float = REFINE_BETA) -> tuple[np.ndarray, list[dict]]:
     """Frame by frame: sample at the native resolution and at z factor F (each slice shifted
     in-plane by ``shift``, :func:`align_slices`), refine by the frames' image (``image``:
     :func:`refine.quantise_image` of ``sd.intensity``, or None for the network's labels) and
@@ -500,6 +568,7 @@ def sample_and_write(net, code: torch.Tensor, pose_m: torch.Tensor, sd: SubjectD
     ``seg_zF.nii.gz`` and ``rec_zF.nii.gz`` and measure the volumes. Peak memory: one frame
     plus a chunk sized by ``opts.memory_budget_gb``.
 
+    ``beta`` weighs the prior's probabilities in the refinement (:func:`refine_beta`).
     Returns the cleaned native labels ``(T, x, y, z)`` uint8 on the crop grid and the
     per-frame volumes (mL). Adds the seconds spent to ``timings`` (sample, meshes, write).
     """
@@ -537,8 +606,8 @@ def sample_and_write(net, code: torch.Tensor, pose_m: torch.Tensor, sd: SubjectD
         for fr1, fr_f in pairs:
             img = None if image is None else image[fr_f.index]
             sp = None if evidence is None else evidence.frame(img)
-            seg_f, probs_f = final_labels(fr_f, img, f, opts.clean, sp)
-            seg1 = seg_f if f == 1 else final_labels(fr1, img, 1, opts.clean, sp)[0]
+            seg_f, probs_f = final_labels(fr_f, img, f, opts.clean, sp, beta)
+            seg1 = seg_f if f == 1 else final_labels(fr1, img, 1, opts.clean, sp, beta)[0]
             seg1_all[fr_f.index] = seg1
             tick = _lap(timings, "sample", tick)
             if opts.meshes:

@@ -1,6 +1,7 @@
 """Training the slice network of the refinement (:mod:`slice_likelihood`) on a preprocessed
 dataset: every labelled slice of the training split, augmented on the fly (rotation, scale,
-flip, shift, gamma, noise), cross-entropy + soft Dice; after each epoch the validation split is
+flip, shift, gamma, noise, and with ``scanner`` > 0 what differs between scanners:
+:mod:`scanner_augment`), cross-entropy + soft Dice; after each epoch the validation split is
 scored (3D Dice per class on the crop grid) and the best epoch is kept. Seeded (the order,
 augmentation and initial weights follow ``seed``).
 """
@@ -52,6 +53,8 @@ class SliceTrainConfig:
     shift: float = 0.15  # fraction of the half field
     gamma: tuple[float, float] = (0.6, 1.6)
     noise: float = 0.05
+    scanner: float = 0.0  # strength of the scanner augmentation (:mod:`scanner_augment`; 0 off)
+    init_from: str = ""  # start from this slice-network checkpoint's weights ("": random)
 
 
 def slice_stack(subjects: list[SubjectData]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -94,6 +97,10 @@ def augment(images: torch.Tensor, labels: torch.Tensor, cfg: SliceTrainConfig,
                       align_corners=False)[:, 0].long()
     gamma = torch.exp(uniform(math.log(cfg.gamma[0]), math.log(cfg.gamma[1])))
     x = x.clamp(0.0, 1.0) ** gamma.view(b, 1, 1, 1)
+    if cfg.scanner > 0:
+        from nimosef_engine.scanner_augment import random_scanner
+
+        x = random_scanner(x, gen, cfg.scanner)
     x = x + uniform(0.0, cfg.noise).view(b, 1, 1, 1) * torch.randn(x.shape, generator=gen)
     return standardise(x), y
 
@@ -135,7 +142,12 @@ def train_slice_net(cfg: SliceTrainConfig, reporter: ProgressReporter | None = N
     if not val_subjects:
         log.warning("%s has no val split: the last epoch is kept", cfg.root)
     images, labels = slice_stack(train_subjects)
-    net = SliceUNet(SliceUNetConfig(base=cfg.base, levels=cfg.levels))
+    if cfg.init_from:
+        from nimosef_engine.slice_likelihood import load_slice_net
+
+        net = load_slice_net(cfg.init_from)[0].train()
+    else:
+        net = SliceUNet(SliceUNetConfig(base=cfg.base, levels=cfg.levels))
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     steps_per_epoch = max(1, images.shape[0] // cfg.batch)
     total = cfg.epochs * steps_per_epoch

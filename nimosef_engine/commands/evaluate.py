@@ -7,7 +7,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from nimosef_engine.benchmark_eval import evaluate_acdc, evaluate_sunnybrook
+from nimosef_engine.benchmark_eval import evaluate_acdc, evaluate_pairs, evaluate_sunnybrook
 from nimosef_engine.errors import NimosefInputError
 from nimosef_engine.progress import cancel_on_signals, make_reporter
 from nimosef_engine.segment_track import QUALITY
@@ -15,9 +15,12 @@ from nimosef_engine.segment_track import QUALITY
 
 def register(sub) -> None:
     p = sub.add_parser("evaluate", help="score segment-track against held-out labels")
-    p.add_argument("--layout", choices=["acdc", "sunnybrook"], required=True)
-    p.add_argument("--root", required=True,
+    p.add_argument("--layout", choices=["acdc", "sunnybrook", "pairs"], required=True)
+    p.add_argument("--root",
                    help="ACDC training folder, or the Sunnybrook folder (dicoms/, contourfiles/)")
+    p.add_argument("--pairs", help="with --layout pairs: a JSON file of labelled ED/ES pairs "
+                                   '({"subjects": [{"id", "ed", "es", "ed_labels", "es_labels", '
+                                   '"es_time"?, "label_map"?}]}, paths relative to the file)')
     p.add_argument("--subjects", nargs="+", help="ACDC patients (e.g. patient001)")
     p.add_argument("--manifest-root", help="preprocessed dataset whose --split to evaluate")
     p.add_argument("--split", default="val")
@@ -55,11 +58,18 @@ def run(args: argparse.Namespace) -> int:
     options = {"prior": args.prior, "quality": args.quality, "fit_steps": args.fit_steps,
                "pose_hypotheses": args.pose_hypotheses, "refine": not args.no_refine,
                "slice_net": not args.no_slice_net,
-               "device": args.device, "meshes": False, "res_factor_z": 1}
+               "device": args.device, "meshes": False, "res_factor_z": 1, "force": True}
+    if args.layout == "pairs" and not args.pairs:
+        raise NimosefInputError("--pairs", "--layout pairs needs --pairs FILE.json")
+    if args.layout != "pairs" and not args.root:
+        raise NimosefInputError("--root", f"--layout {args.layout} needs --root")
     reporter = make_reporter(args.progress)
-    root = Path(args.root)
+    root = Path(args.root or ".")
     with cancel_on_signals(reporter):
-        if args.layout == "acdc":
+        if args.layout == "pairs":
+            summary = evaluate_pairs(Path(args.pairs), Path(args.out), reporter,
+                                     args.keep_outputs, **options)
+        elif args.layout == "acdc":
             summary = evaluate_acdc(root, acdc_subjects(args), Path(args.out), reporter,
                                     args.keep_outputs, **options)
         else:

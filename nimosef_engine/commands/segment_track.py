@@ -53,6 +53,8 @@ def register(sub) -> None:
                    help="memory the run may use (GB, default %(default)s): frames are streamed "
                         "to disk and sampled in chunks sized to stay within it")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.add_argument("--force", action="store_true",
+                   help="keep a result whose quality verdict is fail (summary.json, quality)")
     p.add_argument("--progress", choices=["tqdm", "json", "none"], default="tqdm")
     p.set_defaults(func=run)
 
@@ -69,9 +71,11 @@ def run(args: argparse.Namespace) -> int:
             overwrite=args.overwrite, frame_times=args.frame_times,
             frame_numbers=args.frame_numbers, n_frames=args.n_frames, series=args.series,
             lv_center=args.lv_center, rv_point=args.rv_point, ed_frame=args.ed_frame,
-            memory_budget_gb=args.memory_budget_gb, pose_hypotheses=args.pose_hypotheses)
+            memory_budget_gb=args.memory_budget_gb, pose_hypotheses=args.pose_hypotheses,
+            force=args.force)
     if args.progress != "json":
         keys = ("ed_frame", "es_frame", "LV_EDV_mL", "LV_ESV_mL", "LV_EF_pct", "RV_EF_pct",
                 "MYO_mass_g", "runtime_s")
-        print(json.dumps({k: summary.get(k) for k in keys}))
+        print(json.dumps({**{k: summary.get(k) for k in keys},
+                          "quality": summary["quality"]["verdict"]}))
     return 0

@@ -14,7 +14,8 @@ from nimosef_engine.progress import cancel_on_signals, make_reporter
 from nimosef_engine.train_slice_net import SliceTrainConfig, train_slice_net
 
 FLAGS = {"epochs": int, "batch": int, "lr": float, "max_minutes": float, "seed": int,
-         "threads": int, "base": int, "levels": int}
+         "lr_floor": float, "threads": int, "base": int, "levels": int, "scanner": float,
+         "init_from": str}
 
 
 def register(sub) -> None:

@@ -30,6 +30,7 @@ NRRD_SUFFIXES = (".nrrd", ".seq.nrrd", ".nhdr")
 DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
 GEOMETRY_ATOL = 1e-3
 MIN_FRAMES = 2
+MAX_CYCLE_FRAMES = 1000  # finest frame grid tried for frame_times without n_frames
 
 
 @dataclass
@@ -190,13 +191,18 @@ def _timing(n: int, frame_times, frame_numbers, n_frames, default_times=None,
                 or times.max() >= 1:
             raise NimosefInputError("frame_times", f"expected {n} cycle fractions in [0, 1), "
                                                    f"got {times.tolist()}")
-        ncyc = int(n_frames) if n_frames is not None else n
-        idx = np.mod(np.round(times * ncyc).astype(np.int64), ncyc)
-        if len(set(idx.tolist())) != n:
-            raise NimosefInputError("frame_times", f"{times.tolist()} put two frames at the "
-                                                   f"same position of a {ncyc}-frame cycle; "
-                                                   "give n_frames")
-        return times, idx, ncyc
+        if len(set(times.tolist())) != n:
+            raise NimosefInputError("frame_times", f"{times.tolist()} gives two frames the "
+                                                   "same time")
+        # without n_frames, the coarsest cycle in which the frames fall on distinct positions
+        cycles = [int(n_frames)] if n_frames is not None else range(n, MAX_CYCLE_FRAMES + 1)
+        for ncyc in cycles:
+            idx = np.mod(np.round(times * ncyc).astype(np.int64), ncyc)
+            if len(set(idx.tolist())) == n:
+                return times, idx, ncyc
+        raise NimosefInputError("frame_times", f"{times.tolist()} put two frames at the same "
+                                               f"position of a {ncyc}-frame cycle; give a "
+                                               "larger n_frames")
     if default_times is not None:
         return np.asarray(default_times, dtype=np.float64), np.arange(n), n
     if warn_even:
