@@ -347,10 +347,15 @@ class NimosefSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         start = time.perf_counter()
         try:
             done = self.job.import_step()
-        except Exception:
+        except Exception as exc:
             self.importTimer.stop()
-            job, self.job = self.job, None
-            self.completeJob(lambda: job.import_step())  # shows the error, one message
+            self.job = None
+            error = exc
+
+            def fail():
+                raise error
+
+            self.completeJob(fail)  # shows the error: one message
             return
         self.longestGuiStepS = max(self.longestGuiStepS, time.perf_counter() - start)
         if done:
