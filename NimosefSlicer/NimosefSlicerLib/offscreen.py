@@ -254,7 +254,7 @@ def text_image(lines: list[str], size: tuple[int, int], font_size: int = 15,
         if line.startswith("# "):
             actor.SetInput(line[2:])
         actor.SetPosition(12, size[1] - (k + 1) * int(font_size * 1.6) - 6)
-        renderer.AddActor2D(actor)
+        renderer.AddViewProp(actor)
         actors.append(actor)
     window.Render()
     image = _grab(window)

@@ -143,3 +143,32 @@ def test_requirements_state_the_engine_minimums():
     assert set(reqs) == set(engine) - shipped_by_slicer
     assert all(reqs[name] == engine[name] for name in reqs)
     assert reqs["torch"] == "2.2"
+
+
+def test_catalog_layout_snapshot_shows_views_chart_and_panel(ctx, tmp_path):
+    """The screenshot's layout on a real (small) result: module panel text on the left, the
+    LV overlay colour in the short-axis view, the curves in the chart tile."""
+    import vtk
+    from NimosefSlicerLib import offscreen, segments
+    from vtk.util.numpy_support import vtk_to_numpy
+
+    cine = load_sequence_file(ctx, TEST_RESULT / "cine.seq.nrrd")
+    res = results.ResultsImport(ctx, cine, TEST_RESULT, 2).run()
+    view, panel = (300, 220), 200
+    path = offscreen.slicer_layout_snapshot(ctx, res, tmp_path / "shot.png",
+                                            int(res.summary["es_frame"]),
+                                            ["# NIMOSEF", "LV EF: 45.7 %"], view, panel)
+    reader = vtk.vtkPNGReader()
+    reader.SetFileName(str(path))
+    reader.Update()
+    w, h, _ = reader.GetOutput().GetDimensions()
+    assert (w, h) == (panel + 2 * view[0] + 4, 34 + 2 * view[1] + 4)
+    rgb = vtk_to_numpy(reader.GetOutput().GetPointData().GetScalars()).reshape(h, w, -1)[::-1]
+    lv = np.array(segments.segment_specs()[0].color) * 255
+    body = rgb[34:]
+    red_view = body[:view[1], panel:panel + view[0], :3].astype(float)
+    chart = body[view[1] + 4:, panel + view[0] + 4:, :3].astype(float)
+    assert (np.abs(red_view - lv).max(-1) < 60).sum() > 30, "no LV overlay in the slice view"
+    assert (np.abs(chart - lv).max(-1) < 60).sum() > 30, "no LV curve in the chart"
+    text = body[:, :panel, :3].astype(int)
+    assert (np.abs(text - text[-1, -1]).sum(-1) > 200).sum() > 50, "no panel text"
