@@ -16,6 +16,8 @@ import slicer
 import slicer.util
 import vtk
 
+ROLE = "NIMOSEF.role"
+"""Node attribute that marks the module's own result nodes (its value: the result's role)."""
 TIME_INDEX_NAME = "time"
 FRAME_INDEX_NAME = "frame"
 
@@ -113,15 +115,7 @@ def add_cine(ctx, frames_xyzt: np.ndarray, affine_ras: np.ndarray, name: str,
     ``times_ms``: (T,) trigger times, the sequence index when given (else frame numbers).
     """
     sequence = volume_sequence_from_array(ctx.scene, frames_xyzt, affine_ras, name, times_ms)
-    browser = ctx.scene.AddNewNodeByClass("vtkMRMLSequenceBrowserNode", f"{name} browser")
-    browser.SetAndObserveMasterSequenceNodeID(sequence.GetID())
-    browser.SetPlaybackRateFps(10.0)
-    browser.SetPlaybackLooped(True)
-    ctx.sequences_logic.UpdateProxyNodesFromSequences(browser)
-    browser.SetSelectedItemNumber(0)
-    proxy = browser.GetProxyNode(sequence)
-    proxy.SetName(name)
-    return CineNodes(sequence, browser, proxy)
+    return browse_sequence(ctx, sequence, name)
 
 
 def load_cine_file(ctx, path: str | Path) -> CineNodes:
@@ -136,31 +130,108 @@ def load_cine_file(ctx, path: str | Path) -> CineNodes:
     return add_cine(ctx, frames_xyzt, cine.affine_ras, name, cine.trigger_times_ms)
 
 
+def browse_sequence(ctx, sequence, name: str | None = None) -> CineNodes:
+    """A browser and proxy volume for a volume sequence already in the scene."""
+    name = name or sequence.GetName()
+    browser = ctx.scene.AddNewNodeByClass("vtkMRMLSequenceBrowserNode", f"{name} browser")
+    browser.SetAndObserveMasterSequenceNodeID(sequence.GetID())
+    browser.SetPlaybackRateFps(10.0)
+    browser.SetPlaybackLooped(True)
+    ctx.sequences_logic.UpdateProxyNodesFromSequences(browser)
+    browser.SetSelectedItemNumber(0)
+    proxy = browser.GetProxyNode(sequence)
+    proxy.SetName(name)
+    return CineNodes(sequence, browser, proxy)
+
+
+def load_sequence_file(ctx, path: str | Path, name: str | None = None) -> CineNodes:
+    """Load a volume sequence file (``.seq.nrrd``) with Slicer's own sequence reader, as
+    *Add data* and the Sample Data module do (no nibabel, no engine). Raises
+    ``ValueError`` naming the file when it cannot be read as a sequence of 2+ volumes."""
+    path = Path(path)
+    name = name or path.name.split(".")[0]
+    storage = slicer.vtkMRMLVolumeSequenceStorageNode()
+    storage.SetScene(ctx.scene)  # not added: the sequence is not tied to this file
+    storage.SetFileName(str(path))
+    sequence = ctx.scene.AddNewNodeByClass("vtkMRMLSequenceNode", name)
+    ok = path.is_file() and storage.ReadData(sequence)
+    if not ok or sequence.GetNumberOfDataNodes() < 2:
+        ctx.scene.RemoveNode(sequence)
+        raise ValueError(f"{path}: not a readable volume sequence of 2 or more frames")
+    return browse_sequence(ctx, sequence, name)
+
+
+def save_sequence_file(sequence, path: str | Path) -> Path:
+    """Write a volume sequence with Slicer's sequence writer (``.seq.nrrd``, compressed)."""
+    path = Path(path)
+    storage = slicer.vtkMRMLVolumeSequenceStorageNode()
+    storage.SetScene(sequence.GetScene())
+    storage.SetFileName(str(path))
+    storage.SetUseCompression(True)
+    if not storage.WriteData(sequence):
+        raise OSError(f"{path}: cannot write the sequence")
+    return path
+
+
+def _sequence_and_browser(ctx, node):
+    """(sequence, browser or None) behind a sequence, browser or proxy node; (None, None)."""
+    logic = ctx.sequences_logic
+    if node.IsA("vtkMRMLSequenceBrowserNode"):
+        return node.GetMasterSequenceNode(), node
+    if node.IsA("vtkMRMLSequenceNode"):
+        return node, logic.GetFirstBrowserNodeForSequenceNode(node)
+    browser = logic.GetFirstBrowserNodeForProxyNode(node)
+    if browser is None:
+        return None, None
+    return browser.GetSequenceNode(node), browser
+
+
+def input_problem(ctx, node) -> str | None:
+    """Why ``node`` cannot be the input cine (None when it can): it must be a volume sequence
+    of 2 or more scalar volumes (or its browser, or the volume a browser shows), and not one
+    of this module's own outputs."""
+    if node is None:
+        return "select an input cine (a volume sequence or a volume of one)"
+    if node.GetAttribute(ROLE):
+        return (f"'{node.GetName()}' is a NIMOSEF result, not a cine: choose the cine it "
+                "was computed from")
+    sequence, browser = _sequence_and_browser(ctx, node)
+    if sequence is None:
+        return (f"'{node.GetName()}' is a single volume that no sequence browser plays: "
+                "load the cine as a sequence (DICOM or 4D NIfTI)")
+    if sequence.GetAttribute(ROLE):
+        return (f"'{node.GetName()}' belongs to a NIMOSEF result, not a cine: choose the "
+                "cine it was computed from")
+    if sequence.GetNumberOfDataNodes() < 2:
+        return f"'{node.GetName()}' is not a cine with 2 or more frames"
+    first = sequence.GetNthDataNode(0)
+    if first is None or not first.IsA("vtkMRMLScalarVolumeNode") or \
+            first.IsA("vtkMRMLLabelMapVolumeNode"):
+        return f"sequence '{sequence.GetName()}' does not hold image volumes"
+    return None
+
+
+def input_candidates(ctx) -> tuple[list[str], list[str]]:
+    """(IDs of the sequence and scalar volume nodes that are valid input cines, IDs of those
+    that are not): the input selector shows the first and hides the second."""
+    good, bad = [], []
+    for cls in ("vtkMRMLSequenceNode", "vtkMRMLScalarVolumeNode"):
+        for i in range(ctx.scene.GetNumberOfNodesByClass(cls)):
+            node = ctx.scene.GetNthNodeByClass(i, cls)
+            (bad if input_problem(ctx, node) else good).append(node.GetID())
+    return good, bad
+
+
 def find_cine(ctx, node) -> CineNodes:
     """The cine behind ``node``: a volume sequence, a browser, or a volume shown by a browser.
 
-    Raises ValueError when ``node`` is not part of a volume sequence with 2 or more frames.
+    Raises ValueError (:func:`input_problem`'s message) when it is not a usable cine.
     """
-    if node is None:
-        raise ValueError("select an input cine (a volume sequence or a volume of one)")
+    problem = input_problem(ctx, node)
+    if problem:
+        raise ValueError(problem)
     logic = ctx.sequences_logic
-    if node.IsA("vtkMRMLSequenceBrowserNode"):
-        browser = node
-        sequence = browser.GetMasterSequenceNode()
-    elif node.IsA("vtkMRMLSequenceNode"):
-        sequence = node
-        browser = logic.GetFirstBrowserNodeForSequenceNode(sequence)
-    else:
-        browser = logic.GetFirstBrowserNodeForProxyNode(node)
-        if browser is None:
-            raise ValueError(f"'{node.GetName()}' is a single volume that no sequence browser "
-                             "plays: load the cine as a sequence (DICOM or 4D NIfTI)")
-        sequence = browser.GetSequenceNode(node)
-    if sequence is None or sequence.GetNumberOfDataNodes() < 2:
-        raise ValueError(f"'{node.GetName()}' is not a cine with 2 or more frames")
-    first = sequence.GetNthDataNode(0)
-    if first is None or not first.IsA("vtkMRMLScalarVolumeNode"):
-        raise ValueError(f"sequence '{sequence.GetName()}' does not hold volumes")
+    sequence, browser = _sequence_and_browser(ctx, node)
     if browser is None:
         browser = ctx.scene.AddNewNodeByClass("vtkMRMLSequenceBrowserNode",
                                               f"{sequence.GetName()} browser")

@@ -48,15 +48,7 @@ class _OffscreenView:
         """Render and return the window as ``(H, W, 3)`` uint8, row 0 at the top."""
         self.managers.RequestRender()
         self.window.Render()
-        grab = vtk.vtkWindowToImageFilter()
-        grab.SetInput(self.window)
-        grab.SetInputBufferTypeToRGB()
-        grab.ReadFrontBufferOff()
-        grab.Update()
-        image = grab.GetOutput()
-        w, h, _ = image.GetDimensions()
-        rgb = vtk_to_numpy(image.GetPointData().GetScalars()).reshape(h, w, 3)
-        return rgb[::-1].copy()
+        return _grab(self.window)
 
     def close(self) -> None:
         self.window.Finalize()
@@ -215,3 +207,136 @@ def _labels_of(segmentation_node, shape, affine) -> np.ndarray:
         ok = np.all((vox >= 0) & (vox < np.array(shape)), axis=1)
         labels[tuple(vox[ok].T)] = spec.label
     return labels
+
+
+def chart_image(table_node, columns: dict[str, tuple[float, float, float]],
+                size: tuple[int, int] = (480, 360), x_column: str = "frame",
+                title: str = "") -> np.ndarray:
+    """The volume curves of a table node as a line chart (VTK's chart, offscreen, as Slicer's
+    plot view draws a plot chart), ``(H, W, 3)`` uint8. ``columns``: y column -> RGB 0..1."""
+    view = vtk.vtkContextView()
+    view.GetRenderWindow().SetOffScreenRendering(1)
+    view.GetRenderWindow().SetSize(*size)
+    view.GetRenderer().SetBackground(1.0, 1.0, 1.0)
+    chart = vtk.vtkChartXY()
+    view.GetScene().AddItem(chart)
+    chart.SetShowLegend(True)
+    chart.SetTitle(title)
+    table = table_node.GetTable()
+    for name, rgb in columns.items():
+        line = chart.AddPlot(vtk.vtkChart.LINE)
+        line.SetInputData(table, x_column, name)
+        line.SetColor(*(int(255 * c) for c in rgb), 255)
+        line.SetWidth(2.5)
+    chart.GetAxis(vtk.vtkAxis.BOTTOM).SetTitle(x_column)
+    chart.GetAxis(vtk.vtkAxis.LEFT).SetTitle("volume (mL)")
+    view.GetRenderWindow().Render()
+    return _grab(view.GetRenderWindow())
+
+
+def text_image(lines: list[str], size: tuple[int, int], font_size: int = 15,
+               background=(0.95, 0.95, 0.95), color=(0.1, 0.1, 0.1)) -> np.ndarray:
+    """Lines of text rendered by VTK on a plain background, ``(H, W, 3)`` uint8."""
+    window = vtk.vtkRenderWindow()
+    window.SetOffScreenRendering(1)
+    window.SetSize(*size)
+    renderer = vtk.vtkRenderer()
+    renderer.SetBackground(*background)
+    window.AddRenderer(renderer)
+    actors = []
+    for k, line in enumerate(lines):
+        actor = vtk.vtkTextActor()
+        actor.SetInput(line)
+        prop = actor.GetTextProperty()
+        prop.SetFontSize(font_size)
+        prop.SetColor(*color)
+        prop.SetBold(line.startswith("# "))
+        if line.startswith("# "):
+            actor.SetInput(line[2:])
+        actor.SetPosition(12, size[1] - (k + 1) * int(font_size * 1.6) - 6)
+        renderer.AddViewProp(actor)
+        actors.append(actor)
+    window.Render()
+    image = _grab(window)
+    window.Finalize()
+    return image
+
+
+def _grab(window) -> np.ndarray:
+    grab = vtk.vtkWindowToImageFilter()
+    grab.SetInput(window)
+    grab.SetInputBufferTypeToRGB()
+    grab.ReadFrontBufferOff()
+    grab.Update()
+    image = grab.GetOutput()
+    w, h, _ = image.GetDimensions()
+    return vtk_to_numpy(image.GetPointData().GetScalars()).reshape(h, w, 3)[::-1].copy()
+
+
+def _fit(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Pad or crop an image to ``size`` (W, H) (grey border)."""
+    w, h = size
+    out = np.full((h, w, 3), 200, np.uint8)
+    ih, iw = min(h, image.shape[0]), min(w, image.shape[1])
+    out[:ih, :iw] = image[:ih, :iw]
+    return out
+
+
+def slicer_layout_snapshot(ctx, results, path: str | Path, frame: int,
+                           panel_lines: list[str], view_size: tuple[int, int] = (440, 330),
+                           panel_width: int = 330) -> Path:
+    """A picture laid out like Slicer's *Four-Up Plot* layout with the module panel: on the
+    left the module's panel (its fields and results, as text), at the top the sequence
+    toolbar (cine, frame), and four views: the short-axis slice (Red) with the segmentation
+    overlay, the 3D view (surfaces, arrows), a long-axis reformat (Green) and the volume
+    chart. Views are rendered offscreen by Slicer's displayable managers, the chart by VTK's
+    chart from the module's table node; the panel and toolbar are drawn text, not Qt widgets.
+    """
+    from .cine import ijk_to_ras, volume_array_xyz
+    from .segments import segment_specs
+
+    cine = results.cine
+    cine.browser.SetSelectedItemNumber(int(frame))
+    seg_proxy = cine.browser.GetProxyNode(results.sequences["segmentation"])
+    image = volume_array_xyz(cine.proxy)
+    affine = ijk_to_ras(cine.proxy)
+    labels = _labels_of(seg_proxy, image.shape, affine)
+    k = int(np.argmax((labels > 0).sum(axis=(0, 1)))) if labels.any() else image.shape[2] // 2
+    if labels.any():
+        ci, cj = np.argwhere(labels[..., k] > 0).mean(axis=0)
+    else:
+        ci, cj = image.shape[0] / 2, image.shape[1] / 2
+    centre = (affine @ np.array([ci, cj, k, 1.0]))[:3]
+    red = OffscreenSliceView(ctx, "Red", view_size)
+    green = OffscreenSliceView(ctx, "Green", view_size)
+    three_d = OffscreenThreeDView(ctx, "1", view_size)
+    try:
+        red.show(cine.proxy, "Axial", centre)
+        red.slice_node.SetFieldOfView(*(0.45 * np.array(red.slice_node.GetFieldOfView())))
+        red_img = red.render()
+        green.show(cine.proxy, "Coronal", centre)
+        green_img = green.render()
+        three_d.fit()
+        three_d.renderer.GetActiveCamera().Zoom(1.4)
+        three_d_img = three_d.render()
+    finally:
+        for view in (red, green, three_d):
+            view.close()
+    colors = {f"{s.segment_id}_mL": s.color for s in segment_specs()}
+    chart = chart_image(results.table, colors, view_size, "frame", "NIMOSEF volume curves")
+    gap = 4
+    grid_w = 2 * view_size[0] + gap
+    grid = np.full((2 * view_size[1] + gap, grid_w, 3), 60, np.uint8)
+    for (r, c), tile in (((0, 0), red_img), ((0, 1), three_d_img), ((1, 0), green_img),
+                         ((1, 1), chart)):
+        y, x = r * (view_size[1] + gap), c * (view_size[0] + gap)
+        grid[y:y + view_size[1], x:x + view_size[0]] = _fit(tile, view_size)
+    n = cine.n_frames
+    toolbar = text_image([f"Sequence browser: {cine.browser.GetName()}    |<  <  >  >|   "
+                          f"frame {int(frame) + 1} / {n}    (play: cine, segmentation, "
+                          f"super-resolved, arrows together)"],
+                         (panel_width + grid_w, 34), font_size=14,
+                         background=(0.86, 0.88, 0.92))
+    panel = text_image(panel_lines, (panel_width, grid.shape[0]), font_size=14)
+    body = np.concatenate([panel, grid], axis=1)
+    return save_png(np.concatenate([toolbar, body], axis=0), path)

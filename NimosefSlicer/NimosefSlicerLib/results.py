@@ -8,6 +8,7 @@ arrows. Result nodes carry the attribute ``NIMOSEF.role`` so that a re-run repla
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,10 +16,16 @@ from typing import Any
 import numpy as np
 
 from . import curves, glyphs
-from .cine import CineNodes, ijk_to_ras, new_sequence, set_sequence_frames, set_volume_array
+from .cine import (
+    ROLE,
+    CineNodes,
+    ijk_to_ras,
+    new_volume_node,
+    set_sequence_frames,
+    set_volume_array,
+)
 from .segments import new_segmentation_node, segment_specs, style_segmentation_display
 
-ROLE = "NIMOSEF.role"
 INPUT = "NIMOSEF.inputSequenceID"
 OUTPUT_DIR = "NIMOSEF.outputDir"
 RES_FACTOR = "NIMOSEF.resFactorZ"
@@ -31,7 +38,11 @@ SUMMARY_KEYS = ("LV_EDV_mL", "LV_ESV_mL", "LV_SV_mL", "LV_EF_pct", "RV_EDV_mL", 
 @dataclass
 class NimosefResults:
     """Result nodes of one run. Sequences live in the cine's browser; ``proxies`` maps a role
-    (``segmentation``, ``superres``, ``glyphs``) to the node the browser shows."""
+    (``segmentation``, ``superres``, ``glyphs``) to the node the browser shows.
+
+    ``subject`` holds the fitted ``subject.nimosef`` (bytes) so that the z-resolution slider
+    can re-sample after the run's work folder is gone; ``output_dir`` is the engine's output
+    folder, which exists only while it is kept."""
 
     cine: CineNodes
     sequences: dict[str, Any]
@@ -43,6 +54,7 @@ class NimosefResults:
     res_factor_z: int
     extra_nodes: list = field(default_factory=list)
     superres_dir: Path | None = None  # where the shown rec_zF.nii.gz lives, after a resample
+    subject: bytes | None = None
 
     @property
     def superres_source(self) -> Path:
@@ -75,6 +87,54 @@ def read_summary(out_dir: Path) -> dict:
     return summary
 
 
+def nibabel_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("nibabel") is not None
+
+
+def read_output_nifti(path: str | Path, ndim: int, dtype=np.float32
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """An engine output NIfTI as ``(array (X, Y, Z[, T]), affine_ras (4, 4))``.
+
+    With nibabel (installed with the module's requirements) the engine's own reader; without
+    it (a bare Slicer: the self-test on the build machines) SimpleITK, which Slicer ships.
+    The engine writes matching qform, sform and pixdim, so both give the same voxels and
+    geometry (tests/slicer/test_light_selftest.py compares them on a real output folder).
+    """
+    if nibabel_available():
+        from nimosef_engine.io.nifti import load_nifti
+
+        return load_nifti(path, ndim=ndim, dtype=dtype)
+    return _read_nifti_sitk(Path(path), ndim, dtype)
+
+
+def _read_nifti_sitk(path: Path, ndim: int, dtype) -> tuple[np.ndarray, np.ndarray]:
+    import SimpleITK as sitk
+
+    from nimosef_engine.errors import NimosefInputError
+
+    if not path.is_file():
+        raise NimosefInputError(path, "file not found")
+    try:
+        image = sitk.ReadImage(str(path))
+    except RuntimeError as exc:
+        raise NimosefInputError(path, f"not a readable NIfTI file ({str(exc).strip()[:120]})"
+                                ) from None
+    array = sitk.GetArrayFromImage(image)  # (T, Z, Y, X) or (Z, Y, X)
+    data = np.ascontiguousarray(array.transpose(tuple(range(array.ndim))[::-1]))
+    while data.ndim > 3 and data.shape[-1] == 1:
+        data = data[..., 0]
+    if data.ndim != ndim:
+        raise NimosefInputError(path, f"expected a {ndim}D image, got {data.ndim}D")
+    dim = image.GetDimension()
+    direction = np.array(image.GetDirection(), dtype=np.float64).reshape(dim, dim)[:3, :3]
+    affine = np.eye(4)
+    affine[:3, :3] = direction * np.array(image.GetSpacing()[:3])
+    affine[:3, 3] = image.GetOrigin()[:3]
+    return data.astype(dtype, copy=False), np.diag([-1.0, -1.0, 1.0, 1.0]) @ affine  # LPS->RAS
+
+
 def _tag(node, role: str, cine: CineNodes) -> None:
     node.SetAttribute(ROLE, role)
     node.SetAttribute(INPUT, cine.sequence.GetID())
@@ -91,8 +151,13 @@ def _check_frames(path: Path, n_frames: int, cine: CineNodes) -> None:
         raise NimosefInputError(path, f"{n_frames} frames, the cine has {cine.n_frames}")
 
 
-def _new_output_sequence(ctx, cine: CineNodes, name: str, role: str):
-    sequence, _ = new_sequence(ctx.scene, name, cine.n_frames, None)
+def _detached_output_sequence(cine: CineNodes, name: str, role: str):
+    """An output sequence with the cine's index, not yet in the scene (filled frame by
+    frame, added by :func:`_attach` once complete, so a failure leaves the scene as it was)."""
+    import slicer
+
+    sequence = slicer.vtkMRMLSequenceNode()
+    sequence.SetName(name)
     sequence.SetIndexName(cine.sequence.GetIndexName())
     sequence.SetIndexUnit(cine.sequence.GetIndexUnit())
     sequence.SetIndexType(cine.sequence.GetIndexType())
@@ -100,7 +165,9 @@ def _new_output_sequence(ctx, cine: CineNodes, name: str, role: str):
     return sequence
 
 
-def _synchronise(ctx, cine: CineNodes, sequence):
+def _attach(ctx, cine: CineNodes, sequence):
+    """Add a filled output sequence to the scene and to the cine's browser; returns the proxy."""
+    ctx.scene.AddNode(sequence)
     cine.browser.AddSynchronizedSequenceNode(sequence)
     ctx.sequences_logic.UpdateProxyNodesFromSequences(cine.browser)
     proxy = cine.browser.GetProxyNode(sequence)
@@ -109,47 +176,64 @@ def _synchronise(ctx, cine: CineNodes, sequence):
     return proxy
 
 
+def _segmentation_frames(sequence, labels_xyzt: np.ndarray, affine_ras: np.ndarray,
+                         values: list[str]) -> Iterator[str]:
+    """Fill ``sequence`` with one segmentation per frame (closed surfaces computed); yields
+    after each frame."""
+    name = sequence.GetName()
+    for t, value in enumerate(values):
+        node = new_segmentation_node(labels_xyzt[..., t], affine_ras, f"{name}_{t:02d}")
+        sequence.SetDataNodeAtValue(node, value)
+        yield f"segmentation frame {t + 1}/{len(values)}"
+
+
+def _volume_frames(sequence, frames_xyzt: np.ndarray, affine_ras: np.ndarray,
+                   values: list[str]) -> Iterator[str]:
+    name = sequence.GetName()
+    for t, value in enumerate(values):
+        sequence.SetDataNodeAtValue(
+            new_volume_node(frames_xyzt[..., t], affine_ras, f"{name}_{t:02d}"), value)
+        yield f"super-resolved frame {t + 1}/{len(values)}"
+
+
+def _glyph_frames(sequence, motion: dict[int, tuple[np.ndarray, np.ndarray]],
+                  values: list[str], scale: float) -> Iterator[str]:
+    import slicer
+
+    name = sequence.GetName()
+    for t, value in enumerate(values):
+        points, vectors = motion.get(t, (np.zeros((0, 3)), np.zeros((0, 3))))
+        keep = glyphs.subsample_indices(len(points))
+        model = slicer.vtkMRMLModelNode()
+        model.SetName(f"{name}_{t:02d}")
+        model.SetAndObservePolyData(glyphs.displacement_glyphs(points[keep], vectors[keep],
+                                                               scale))
+        sequence.SetDataNodeAtValue(model, value)
+        yield f"arrows frame {t + 1}/{len(values)}"
+
+
+def _style_glyphs(ctx, proxy, motion: dict[int, tuple[np.ndarray, np.ndarray]]) -> None:
+    proxy.CreateDefaultDisplayNodes()
+    display = proxy.GetDisplayNode()
+    display.SetActiveScalarName(glyphs.MAGNITUDE_ARRAY)
+    display.SetScalarVisibility(True)
+    display.SetAndObserveColorNodeID(_magnitude_color_node_id(ctx.scene))
+    display.SetScalarRangeFlag(display.UseManualScalarRange)
+    peak = max((float(np.linalg.norm(v, axis=1).max()) for _, v in motion.values() if len(v)),
+               default=1.0)
+    display.SetScalarRange(0.0, max(peak, 1e-3))
+    display.SetVisibility2D(False)
+
+
 def add_segmentation_sequence(ctx, cine: CineNodes, labels_xyzt: np.ndarray,
                               affine_ras: np.ndarray, name: str):
     """A segmentation sequence from ``(X, Y, Z, T)`` NIMOSEF labels, synchronised to the cine
     (closed surfaces computed per frame, 3D display on). Returns (sequence, proxy)."""
-    sequence = _new_output_sequence(ctx, cine, name, "segmentation")
-    for t, value in enumerate(_index_values(cine)):
-        node = new_segmentation_node(labels_xyzt[..., t], affine_ras, f"{name}_{t:02d}")
-        sequence.SetDataNodeAtValue(node, value)
-    proxy = _synchronise(ctx, cine, sequence)
+    sequence = _detached_output_sequence(cine, name, "segmentation")
+    for _ in _segmentation_frames(sequence, labels_xyzt, affine_ras, _index_values(cine)):
+        pass
+    proxy = _attach(ctx, cine, sequence)
     style_segmentation_display(proxy, show_3d=True)
-    return sequence, proxy
-
-
-def import_segmentation(ctx, cine: CineNodes, out_dir: Path, name: str):
-    """``seg.nii.gz`` (X, Y, Z, T) -> a segmentation sequence (closed surfaces on)."""
-    from nimosef_engine.io.nifti import load_nifti
-
-    path = output_file(out_dir, "seg.nii.gz")
-    labels, affine = load_nifti(path, ndim=4, dtype=np.uint8)
-    _check_frames(path, labels.shape[3], cine)
-    return add_segmentation_sequence(ctx, cine, labels, affine, name)
-
-
-def load_superres(out_dir: Path, res_factor_z: int) -> tuple[np.ndarray, np.ndarray, Path]:
-    """``rec_zF.nii.gz``: ((X, Y, Z*F, T) float32 intensities, affine_ras, path)."""
-    from nimosef_engine.io.nifti import load_nifti
-
-    path = output_file(out_dir, f"rec_z{int(res_factor_z)}.nii.gz")
-    rec, affine = load_nifti(path, ndim=4)
-    return rec, affine, path
-
-
-def import_superres(ctx, cine: CineNodes, out_dir: Path, res_factor_z: int, name: str):
-    """``rec_zF.nii.gz`` -> a volume sequence on the z-super-resolved grid."""
-    rec, affine, path = load_superres(out_dir, res_factor_z)
-    _check_frames(path, rec.shape[3], cine)
-    sequence = _new_output_sequence(ctx, cine, name, "superres")
-    sequence.SetAttribute(RES_FACTOR, str(int(res_factor_z)))
-    set_sequence_frames(sequence, rec, affine, _index_values(cine))
-    proxy = _synchronise(ctx, cine, sequence)
-    proxy.CreateDefaultDisplayNodes()
     return sequence, proxy
 
 
@@ -177,34 +261,12 @@ def add_glyph_sequence(ctx, cine: CineNodes,
                        scale: float = 1.0):
     """A model sequence of arrows, one model per frame from ``{frame: (points, vectors)}``
     (RAS mm), coloured by |displacement|, synchronised to the cine. Returns (sequence, proxy)."""
-    import slicer
-
-    sequence = _new_output_sequence(ctx, cine, name, "glyphs")
-    for t, value in enumerate(_index_values(cine)):
-        points, vectors = motion.get(t, (np.zeros((0, 3)), np.zeros((0, 3))))
-        keep = glyphs.subsample_indices(len(points))
-        model = slicer.vtkMRMLModelNode()
-        model.SetName(f"{name}_{t:02d}")
-        model.SetAndObservePolyData(glyphs.displacement_glyphs(points[keep], vectors[keep],
-                                                               scale))
-        sequence.SetDataNodeAtValue(model, value)
-    proxy = _synchronise(ctx, cine, sequence)
-    proxy.CreateDefaultDisplayNodes()
-    display = proxy.GetDisplayNode()
-    display.SetActiveScalarName(glyphs.MAGNITUDE_ARRAY)
-    display.SetScalarVisibility(True)
-    display.SetAndObserveColorNodeID(_magnitude_color_node_id(ctx.scene))
-    display.SetScalarRangeFlag(display.UseManualScalarRange)
-    peak = max((float(np.linalg.norm(v, axis=1).max()) for _, v in motion.values() if len(v)),
-               default=1.0)
-    display.SetScalarRange(0.0, max(peak, 1e-3))
-    display.SetVisibility2D(False)
+    sequence = _detached_output_sequence(cine, name, "glyphs")
+    for _ in _glyph_frames(sequence, motion, _index_values(cine), scale):
+        pass
+    proxy = _attach(ctx, cine, sequence)
+    _style_glyphs(ctx, proxy, motion)
     return sequence, proxy
-
-
-def import_glyphs(ctx, cine: CineNodes, out_dir: Path, name: str, scale: float = 1.0):
-    """``motion.parquet`` -> a model sequence of arrows (coloured by |displacement| mm)."""
-    return add_glyph_sequence(ctx, cine, read_motion(out_dir), name, scale)
 
 
 def _magnitude_color_node_id(scene) -> str:
@@ -214,9 +276,7 @@ def _magnitude_color_node_id(scene) -> str:
     return "vtkMRMLColorTableNodeRainbow"
 
 
-def import_curves(ctx, cine: CineNodes, out_dir: Path, summary: dict, name: str):
-    """``volumes.csv`` -> table + plot chart; the summary rides along as a table attribute."""
-    table_curves = curves.read_volume_curves(output_file(out_dir, "volumes.csv"))
+def _add_curves(ctx, cine: CineNodes, table_curves: dict, summary: dict, name: str):
     table = curves.add_volume_table(ctx.scene, table_curves, f"{name} volumes")
     table.SetAttribute(SUMMARY, json.dumps(summary))
     _tag(table, "table", cine)
@@ -263,23 +323,138 @@ def remove_results(ctx, cine: CineNodes) -> int:
     return len(doomed)
 
 
-def import_results(ctx, cine: CineNodes, out_dir: str | Path, res_factor_z: int,
-                   name: str = "NIMOSEF") -> NimosefResults:
-    """Import a complete segment-track output folder for ``cine`` (earlier results replaced)."""
+@dataclass
+class OutputData:
+    """A segment-track output folder read into memory: numpy arrays and plain Python only,
+    no scene, so :func:`read_output_folder` may run in a worker thread. Labels ``(X, Y, Z,
+    T)`` uint8 on the cine grid, super-resolved intensities ``(X, Y, Z*F, T)`` float32,
+    motion ``{frame: (points (N, 3), displacement (N, 3))}`` RAS mm (None when not read),
+    volume curves ``{column: (T,)}``; ``subject`` the fitted ``subject.nimosef`` bytes."""
+
+    out_dir: Path
+    res_factor_z: int
+    summary: dict
+    labels: np.ndarray
+    labels_affine: np.ndarray
+    rec: np.ndarray
+    rec_affine: np.ndarray
+    curves: dict
+    motion: dict | None
+    subject: bytes | None
+
+
+def read_output_folder(out_dir: str | Path, res_factor_z: int, n_frames: int,
+                       with_motion: bool = True) -> OutputData:
+    """Read and check everything the scene needs from a segment-track output folder.
+
+    Raises ``NimosefInputError`` naming the file for anything missing or inconsistent with a
+    cine of ``n_frames`` frames. Touches no scene (safe in a worker thread)."""
+    from nimosef_engine.errors import NimosefInputError
+
     out_dir = Path(out_dir)
     summary = read_summary(out_dir)
-    remove_results(ctx, cine)
-    seg_seq, seg_proxy = import_segmentation(ctx, cine, out_dir, f"{name} segmentation")
-    seg_seq.SetAttribute(OUTPUT_DIR, str(out_dir))
-    sr_seq, sr_proxy = import_superres(ctx, cine, out_dir, res_factor_z,
-                                       f"{name} super-resolved")
-    gl_seq, gl_proxy = import_glyphs(ctx, cine, out_dir, f"{name} displacement")
-    table, chart = import_curves(ctx, cine, out_dir, summary, name)
-    cine.browser.SetSelectedItemNumber(cine.browser.GetSelectedItemNumber())
-    return NimosefResults(
-        cine, {"segmentation": seg_seq, "superres": sr_seq, "glyphs": gl_seq},
-        {"segmentation": seg_proxy, "superres": sr_proxy, "glyphs": gl_proxy},
-        table, chart, summary, out_dir, int(res_factor_z))
+    seg_path = output_file(out_dir, "seg.nii.gz")
+    labels, labels_affine = read_output_nifti(seg_path, 4, np.uint8)
+    rec_path = output_file(out_dir, f"rec_z{int(res_factor_z)}.nii.gz")
+    rec, rec_affine = read_output_nifti(rec_path, 4)
+    for path, n in ((seg_path, labels.shape[3]), (rec_path, rec.shape[3])):
+        if n != n_frames:
+            raise NimosefInputError(path, f"{n} frames, the cine has {n_frames}")
+    table_curves = curves.read_volume_curves(output_file(out_dir, "volumes.csv"))
+    if len(table_curves["frame"]) != n_frames:
+        raise NimosefInputError(out_dir / "volumes.csv",
+                                f"{len(table_curves['frame'])} rows, the cine has {n_frames}")
+    motion = read_motion(out_dir) if with_motion else None
+    subject_path = out_dir / "subject.nimosef"
+    subject = subject_path.read_bytes() if subject_path.is_file() else None
+    return OutputData(out_dir, int(res_factor_z), summary, labels, labels_affine, rec,
+                      rec_affine, table_curves, motion, subject)
+
+
+class ResultsImport:
+    """Import a segment-track output folder for ``cine`` in small steps, so that the GUI
+    never waits long: :meth:`read` (files -> memory; may run in a worker thread), then
+    :meth:`steps`, a generator whose every ``next()`` does one bounded piece of scene work
+    (one frame of one sequence, one sequence attached, the table and chart) and yields what
+    it did. The scene changes only in the last steps, after every file was read and every
+    frame built: a bad folder leaves it as it was. ``results`` is set at the end.
+
+    ``with_glyphs=False`` skips the arrows (``motion.parquet`` needs pyarrow, which a bare
+    Slicer lacks)."""
+
+    def __init__(self, ctx, cine: CineNodes, out_dir: str | Path, res_factor_z: int,
+                 name: str = "NIMOSEF", with_glyphs: bool = True, glyph_scale: float = 1.0):
+        self.ctx, self.cine, self.out_dir = ctx, cine, Path(out_dir)
+        self.res_factor_z, self.name = int(res_factor_z), name
+        self.with_glyphs, self.glyph_scale = with_glyphs, glyph_scale
+        self.data: OutputData | None = None
+        self.results: NimosefResults | None = None
+
+    def read(self) -> OutputData:
+        self.data = read_output_folder(self.out_dir, self.res_factor_z, self.cine.n_frames,
+                                       self.with_glyphs)
+        return self.data
+
+    def steps(self) -> Iterator[str]:
+        if self.data is None:
+            self.read()
+            yield "read the output folder"
+        data, cine, name = self.data, self.cine, self.name
+        values = _index_values(cine)
+        seg_seq = _detached_output_sequence(cine, f"{name} segmentation", "segmentation")
+        seg_seq.SetAttribute(OUTPUT_DIR, str(self.out_dir))
+        yield from _segmentation_frames(seg_seq, data.labels, data.labels_affine, values)
+        sr_seq = _detached_output_sequence(cine, f"{name} super-resolved", "superres")
+        sr_seq.SetAttribute(RES_FACTOR, str(self.res_factor_z))
+        yield from _volume_frames(sr_seq, data.rec, data.rec_affine, values)
+        built = {"segmentation": seg_seq, "superres": sr_seq}
+        if self.with_glyphs:
+            gl_seq = _detached_output_sequence(cine, f"{name} displacement", "glyphs")
+            yield from _glyph_frames(gl_seq, data.motion, values, self.glyph_scale)
+            built["glyphs"] = gl_seq
+        remove_results(self.ctx, cine)
+        yield "removed earlier results"
+        proxies = {"segmentation": _attach(self.ctx, cine, seg_seq)}
+        style_segmentation_display(proxies["segmentation"], show_3d=True)
+        yield "segmentation shown"
+        proxies["superres"] = _attach(self.ctx, cine, sr_seq)
+        proxies["superres"].CreateDefaultDisplayNodes()
+        yield "super-resolved sequence shown"
+        if self.with_glyphs:
+            proxies["glyphs"] = _attach(self.ctx, cine, built["glyphs"])
+            _style_glyphs(self.ctx, proxies["glyphs"], data.motion)
+            yield "arrows shown"
+        table, chart = _add_curves(self.ctx, cine, data.curves, data.summary, name)
+        cine.browser.SetSelectedItemNumber(cine.browser.GetSelectedItemNumber())
+        self.results = NimosefResults(cine, built, proxies, table, chart, data.summary,
+                                      self.out_dir, self.res_factor_z, subject=data.subject)
+        yield "volume curves shown"
+
+    def run(self, step_seconds: list[tuple[str, float]] | None = None) -> NimosefResults:
+        """All steps, blocking; ``step_seconds`` collects (step, seconds) of each."""
+        import time
+
+        start = time.perf_counter()
+        for what in self.steps():
+            now = time.perf_counter()
+            if step_seconds is not None:
+                step_seconds.append((what, now - start))
+            start = now
+        return self.results
+
+
+def import_results(ctx, cine: CineNodes, out_dir: str | Path, res_factor_z: int,
+                   name: str = "NIMOSEF", with_glyphs: bool = True) -> NimosefResults:
+    """Import a complete segment-track output folder for ``cine`` (earlier results replaced),
+    blocking (:class:`ResultsImport` does it in steps)."""
+    return ResultsImport(ctx, cine, out_dir, res_factor_z, name, with_glyphs).run()
+
+
+def load_superres(out_dir: Path, res_factor_z: int) -> tuple[np.ndarray, np.ndarray, Path]:
+    """``rec_zF.nii.gz``: ((X, Y, Z*F, T) float32 intensities, affine_ras, path)."""
+    path = output_file(out_dir, f"rec_z{int(res_factor_z)}.nii.gz")
+    rec, affine = read_output_nifti(path, 4)
+    return rec, affine, path
 
 
 def update_superres(ctx, results: NimosefResults, resample_dir: str | Path,
@@ -303,8 +478,6 @@ def show_superres_preview(results: NimosefResults, path: str | Path) -> None:
     """Show one re-sampled frame (``preview_zF.nii.gz``, 3D) in the super-resolved proxy, on
     its new grid, while the whole cine is still being sampled. The sequence is not touched:
     :func:`update_superres` replaces it, or a proxy update from the sequence undoes this."""
-    from nimosef_engine.io.nifti import load_nifti
-
-    frame, affine = load_nifti(Path(path), ndim=3)
+    frame, affine = read_output_nifti(Path(path), 3)
     proxy = results.cine.browser.GetProxyNode(results.sequences["superres"])
     set_volume_array(proxy, frame, affine)

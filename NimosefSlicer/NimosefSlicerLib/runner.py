@@ -23,6 +23,9 @@ from pathlib import Path
 DEVICES = ("auto", "cpu", "cuda")
 QUALITIES = ("fast", "standard", "thorough")
 RES_FACTORS = (1, 2, 3, 4)
+DRAIN_S = 2.0  # how long finished() waits for the output of an exited child
+WIN_CREATE_NEW_PROCESS_GROUP = 0x00000200  # subprocess.CREATE_NEW_PROCESS_GROUP
+WIN_CREATE_NO_WINDOW = 0x08000000  # subprocess.CREATE_NO_WINDOW (Windows only in subprocess)
 
 
 class EngineError(RuntimeError):
@@ -158,26 +161,49 @@ def process_alive(pid: int) -> bool:
     return True
 
 
-def kill_process_tree(pid: int, grace_s: float = 2.0) -> list[int]:
-    """Stop ``pid`` and every descendant: SIGTERM (the engine then cancels cleanly), SIGKILL
-    after ``grace_s``. Descendants are listed before anything is signalled, so orphans are
-    not lost. Returns the pids that were signalled."""
+def popen_platform_kwargs(platform: str | None = None) -> dict:
+    """``subprocess.Popen`` options for the engine child: on Windows a new process group
+    and no console window (``CREATE_NO_WINDOW``, as ``slicer.util.launchConsoleProcess``
+    does), elsewhere a new session (so the tree can be found and signalled)."""
+    if (platform or sys.platform) == "win32":
+        return {"creationflags": WIN_CREATE_NEW_PROCESS_GROUP | WIN_CREATE_NO_WINDOW}
+    return {"start_new_session": True}
+
+
+def terminate_process_tree(pid: int) -> list[int]:
+    """SIGTERM to ``pid`` and every descendant (listed first, so orphans are not lost);
+    the engine then cancels cleanly. Returns the pids signalled. Returns at once."""
     if sys.platform == "win32":
         subprocess.run(["taskkill", "/F", "/T", "/PID", str(pid)], capture_output=True,
-                       check=False)
+                       check=False, creationflags=WIN_CREATE_NO_WINDOW)
         return [pid]
     pids = [pid] + child_pids(pid)
     for p in pids:
         _signal(p, signal.SIGTERM)
+    return pids
+
+
+def kill_after_grace(pid: int, pids: list[int], grace_s: float = 2.0) -> list[int]:
+    """Wait up to ``grace_s`` for ``pids`` to exit, catching children that ``pid`` started
+    meanwhile, then SIGKILL what is left. Returns every pid seen. Blocks: run it in a
+    background thread."""
+    if sys.platform == "win32":
+        return pids
+    pids = list(pids)
     deadline = time.monotonic() + grace_s
     while time.monotonic() < deadline and any(process_alive(p) for p in pids):
-        # late children (spawned while we were signalling) are caught too
         pids += [c for c in child_pids(pid) if c not in pids]
         time.sleep(0.05)
     for p in pids:
         if process_alive(p):
             _signal(p, signal.SIGKILL)
     return pids
+
+
+def kill_process_tree(pid: int, grace_s: float = 2.0) -> list[int]:
+    """Stop ``pid`` and every descendant: SIGTERM, SIGKILL after ``grace_s`` (blocking).
+    Returns the pids that were signalled."""
+    return kill_after_grace(pid, terminate_process_tree(pid), grace_s)
 
 
 def _signal(pid: int, sig: int) -> None:
@@ -201,22 +227,22 @@ class EngineProcess:
         self.log: deque[str] = deque(maxlen=log_lines)
         self.stderr: deque[str] = deque(maxlen=log_lines)
         self._threads: list[threading.Thread] = []
+        self._exited_at: float | None = None
+        self._reaper: threading.Thread | None = None
+        self.signalled: list[int] = []
+        self._log_queue: queue.Queue[str] = queue.Queue()
 
     @property
     def pid(self) -> int | None:
         return None if self.process is None else self.process.pid
 
     def start(self) -> EngineProcess:
-        """Start the child in its own session / process group."""
-        kwargs: dict = {}
-        if sys.platform == "win32":
-            kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP
-        else:
-            kwargs["start_new_session"] = True
+        """Start the child in its own session / process group, with no console window on
+        Windows (:func:`popen_platform_kwargs`)."""
         self.process = subprocess.Popen(
             self.args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
             env=self.env, cwd=self.cwd, text=True, encoding="utf-8", errors="replace",
-            bufsize=1, **kwargs)
+            bufsize=1, **popen_platform_kwargs())
         for stream, handler in ((self.process.stdout, self._on_stdout),
                                 (self.process.stderr, self._on_stderr)):
             thread = threading.Thread(target=self._read, args=(stream, handler), daemon=True)
@@ -234,14 +260,28 @@ class EngineProcess:
         event = parse_progress_line(line)
         if event is None:
             if line.strip():
-                self.log.append(line)
+                self._log(line)
         else:
             self._events.put(event)
 
     def _on_stderr(self, line: str) -> None:
         if line.strip():
             self.stderr.append(line)
-            self.log.append(line)
+            self._log(line)
+
+    def _log(self, line: str) -> None:
+        self.log.append(line)
+        self._log_queue.put(line)
+
+    def new_log_lines(self) -> list[str]:
+        """Log lines (stdout that is not progress, and stderr) received since the last call;
+        never blocks."""
+        lines = []
+        while True:
+            try:
+                lines.append(self._log_queue.get_nowait())
+            except queue.Empty:
+                return lines
 
     def poll(self) -> list[ProgressEvent]:
         """Progress events received since the last call (never blocks)."""
@@ -261,25 +301,49 @@ class EngineProcess:
         return None if self.process is None else self.process.poll()
 
     def finished(self) -> bool:
-        """True once the child has exited and its output has been read."""
+        """True once the child has exited and its output has been read (or, when a
+        grandchild keeps the pipes open, :data:`DRAIN_S` after the exit). Never blocks."""
         if self.process is None or self.process.poll() is None:
             return False
-        for thread in self._threads:
-            thread.join(timeout=5)
-        return True
+        if self._exited_at is None:
+            self._exited_at = time.monotonic()
+        if any(t.is_alive() for t in self._threads) and \
+                time.monotonic() - self._exited_at < DRAIN_S:
+            return False
+        return self._reaper is None or not self._reaper.is_alive()
 
-    def cancel(self, grace_s: float = 2.0) -> list[int]:
-        """Kill the child and all its descendants; returns the pids that were signalled."""
+    def cancel(self, grace_s: float = 2.0, on_stopped=None) -> None:
+        """Stop the child and all its descendants without blocking the caller: SIGTERM to the
+        whole tree now, SIGKILL to what is left after ``grace_s``, in a background thread,
+        which then calls ``on_stopped()`` (e.g. to remove a work folder). :meth:`finished`
+        turns True once the tree is gone; :meth:`wait_stopped` blocks for it."""
         self.cancelled = True
         if self.process is None or self.process.poll() is not None:
-            return []
-        pids = kill_process_tree(self.process.pid, grace_s)
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
-        return pids
+            if on_stopped is not None:
+                on_stopped()
+            return
+        pids = terminate_process_tree(self.process.pid)
+        self.signalled = pids
+
+        def reap() -> None:
+            self.signalled = kill_after_grace(self.process.pid, pids, grace_s)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+            if on_stopped is not None:
+                on_stopped()
+
+        self._reaper = threading.Thread(target=reap, daemon=True)
+        self._reaper.start()
+
+    def wait_stopped(self, timeout_s: float = 30.0) -> bool:
+        """Block until a cancelled child and its tree are gone (tests, scripts)."""
+        if self._reaper is not None:
+            self._reaper.join(timeout_s)
+            return not self._reaper.is_alive()
+        return self.process is None or self.process.poll() is not None
 
     def error_message(self) -> str:
         """The child's last error line (the CLI prints one), or its exit status."""
@@ -303,6 +367,7 @@ class EngineProcess:
                     progress_callback(event)
             if timeout_s is not None and time.monotonic() - start > timeout_s:
                 self.cancel()
+                self.wait_stopped()
                 raise TimeoutError(f"{' '.join(self.args[:4])} ran past {timeout_s} s")
             time.sleep(poll_s)
         for event in self.poll():

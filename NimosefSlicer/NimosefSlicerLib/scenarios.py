@@ -103,9 +103,11 @@ def check_progress(events: list[ProgressEvent]) -> None:
     _check(all(0.0 <= e.fraction <= 1.0 for e in events), "progress fraction out of [0, 1]")
 
 
-def check_cancel(ctx, job: EngineJob, wait_for_progress_s: float = 60.0) -> list[int]:
-    """Start ``job``, cancel it once it runs, check the process tree is gone, the working
-    folder removed and the scene unchanged. Returns the pids that were stopped."""
+def check_cancel(ctx, job: EngineJob, wait_for_progress_s: float = 60.0,
+                 max_gui_s: float = 0.5) -> list[int]:
+    """Start ``job``, cancel it once it runs: ``cancel()`` returns within ``max_gui_s`` (the
+    time it holds the GUI, stored in ``job.cancel_seconds``), the process tree is then gone,
+    the working folder removed and the scene unchanged. Returns the pids that were stopped."""
     before = scene_snapshot(ctx.scene)
     job.start()
     start = time.monotonic()
@@ -118,7 +120,12 @@ def check_cancel(ctx, job: EngineJob, wait_for_progress_s: float = 60.0) -> list
     from .runner import child_pids
 
     tree = [job.process.pid] + child_pids(job.process.pid)
+    start = time.perf_counter()
     job.cancel()
+    job.cancel_seconds = time.perf_counter() - start
+    _check(job.cancel_seconds < max_gui_s, f"cancel() held the caller {job.cancel_seconds:.3f} s"
+                                           f" (the GUI may wait at most {max_gui_s} s)")
+    _check(job.wait_stopped(30), "the engine's process tree did not stop within 30 s")
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and any(process_alive(p) for p in tree):
         time.sleep(0.05)
@@ -134,7 +141,6 @@ def check_cancel(ctx, job: EngineJob, wait_for_progress_s: float = 60.0) -> list
 def check_results(ctx, res: results.NimosefResults, frames: tuple[int, ...] | None = None) -> None:
     """The scene after Segment & Track matches the engine's output folder."""
     from nimosef_engine.geometry import resample_grid_z
-    from nimosef_engine.io.nifti import load_nifti
 
     cine = res.cine
     browser = cine.browser
@@ -145,9 +151,9 @@ def check_results(ctx, res: results.NimosefResults, frames: tuple[int, ...] | No
         seq_values = [sequence.GetNthIndexValue(t) for t in range(sequence.GetNumberOfDataNodes())]
         _check(seq_values == values, f"{role} index values {seq_values} != cine {values}")
 
-    labels, seg_affine = load_nifti(res.output_dir / "seg.nii.gz", ndim=4, dtype=np.uint8)
+    labels, seg_affine = results.read_output_nifti(res.output_dir / "seg.nii.gz", 4, np.uint8)
     rec, rec_affine, _ = results.load_superres(res.superres_source, res.res_factor_z)
-    motion = results.read_motion(res.output_dir)
+    motion = results.read_motion(res.output_dir) if "glyphs" in res.sequences else None
     cine_affine = ijk_to_ras(cine.sequence.GetNthDataNode(0))
     _check(np.allclose(seg_affine, cine_affine, atol=1e-4), "seg.nii.gz is not on the cine grid")
     want_affine, want_shape = resample_grid_z(cine_affine, labels.shape[:3], res.res_factor_z)
@@ -181,6 +187,8 @@ def check_results(ctx, res: results.NimosefResults, frames: tuple[int, ...] | No
         _check(volume_array_xyz(sr_proxy).shape == tuple(want_shape), "super-resolved shape")
         _check(np.allclose(volume_array_xyz(sr_proxy), rec[..., t]), "super-resolved voxels")
 
+        if motion is None:
+            continue
         glyph_proxy = browser.GetProxyNode(res.sequences["glyphs"])
         mags = glyphs.glyph_magnitudes(glyph_proxy.GetPolyData())
         points, vectors = motion.get(t, (np.zeros((0, 3)), np.zeros((0, 3))))
@@ -349,3 +357,67 @@ def check_mrb_roundtrip(ctx, browser, mrb_path: str | Path, new_context) -> tupl
         _check(before[key] == after[key], f".mrb round trip changed '{key}'")
     _check(len(before["sequences"]) >= 2, "nothing but the cine to compare")
     return ctx2, browser2
+
+
+# ----------------------------------------------------------------------------- light self-test
+TEST_RESULT_DIR = Path("Resources") / "TestResult"
+"""The small real result shipped with the module (relative to the module folder)."""
+
+
+def light_self_test(ctx, module_dir: str | Path, res_factor_z: int = 2) -> dict:
+    """The self-test of the build machines: no torch, no network, seconds. On the small real
+    Segment & Track result shipped in ``Resources/TestResult`` (scripts/make_slicer_sample_data
+    .py): load its cine with Slicer's sequence reader, import the results in steps, check
+    the scene against the files (:func:`check_results`), the input filter, the CSV export and
+    a re-import; check the shipped sample cine. Arrows are checked when pyarrow is there
+    (``motion.parquet``; a bare Slicer lacks it). Returns what it measured."""
+    import importlib.util
+    import tempfile
+
+    from . import sampledata
+    from .cine import input_candidates, input_problem, load_sequence_file
+    from .results import ResultsImport
+
+    module_dir = Path(module_dir)
+    result_dir = module_dir / TEST_RESULT_DIR
+    _check(sampledata.file_sha256(sampledata.SAMPLE_FILE) == sampledata.SAMPLE_SHA256,
+           f"{sampledata.SAMPLE_FILE}: checksum differs from the registered one")
+    sample = load_sequence_file(ctx, sampledata.SAMPLE_FILE)
+    _check(input_problem(ctx, sample.sequence) is None, "the sample cine is not a valid input")
+    sample_frames = sample.n_frames
+
+    cine = load_sequence_file(ctx, result_dir / "cine.seq.nrrd", "nimosef_selftest_cine")
+    with_glyphs = importlib.util.find_spec("pyarrow") is not None
+    importer = ResultsImport(ctx, cine, result_dir, res_factor_z, "NIMOSEF test",
+                             with_glyphs=with_glyphs)
+    start = time.perf_counter()
+    importer.read()
+    read_s = time.perf_counter() - start
+    steps: list[tuple[str, float]] = []
+    res = importer.run(steps)
+    check_results(ctx, res)
+
+    good, hidden = input_candidates(ctx)
+    _check(cine.sequence.GetID() in good and sample.sequence.GetID() in good,
+           "a loaded cine is not offered as input")
+    for role, sequence in res.sequences.items():
+        _check(sequence.GetID() in hidden, f"the {role} result sequence is offered as input")
+        _check(res.proxies[role].GetID() not in good, f"the {role} proxy is offered as input")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        written = curves.read_volume_curves(curves.export_table_csv(res.table,
+                                                                    Path(tmp) / "c.csv"))
+    truth = curves.read_volume_curves(result_dir / "volumes.csv")
+    for column in ("LV_mL", "MYO_mL", "RV_mL"):
+        _check(np.allclose(written[column], truth[column], rtol=0, atol=0.0051),
+               f"exported {column} differs from volumes.csv")
+
+    n_nodes = ctx.scene.GetNumberOfNodes()
+    again = ResultsImport(ctx, cine, result_dir, res_factor_z, "NIMOSEF test",
+                          with_glyphs=with_glyphs).run()
+    _check(ctx.scene.GetNumberOfNodes() == n_nodes, "a re-import did not replace the results")
+    check_results(ctx, again, frames=(0,))
+    longest = max(steps, key=lambda s: s[1])
+    return {"sample_frames": sample_frames, "frames": cine.n_frames, "glyphs": with_glyphs,
+            "read_s": round(read_s, 3), "steps": len(steps),
+            "longest_step": (longest[0], round(longest[1], 3))}

@@ -2,8 +2,13 @@
 
 A job exports what the engine needs, starts the engine process, is polled (by a Qt timer in
 the app, by :meth:`EngineJob.run` in tests and the self-test), and only on success changes
-the scene. A cancel kills the process tree and removes the job's working folder: the scene is
-left exactly as it was.
+the scene. A cancel stops the process tree without blocking the caller and then removes the
+job's work folder: the scene is left exactly as it was. A job that made its own work folder
+removes it after success and failure too, unless asked to keep the engine's outputs.
+
+In the app nothing here blocks the GUI for long: :meth:`EngineJob.poll` and
+:meth:`EngineJob.cancel` return at once, and :meth:`SegmentTrackJob.import_step` brings the
+results in piece by piece (the files are read in a worker thread).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,7 +25,7 @@ from .cine import CineNodes, export_cine_to_nifti
 from .results import (
     OUTPUT_DIR,
     NimosefResults,
-    import_results,
+    ResultsImport,
     show_superres_preview,
     update_superres,
 )
@@ -66,9 +72,12 @@ class EngineJob:
         return self.process.finished()
 
     def cancel(self) -> None:
-        """Kill the engine and its children; drop the working folder. The scene is untouched."""
-        self.process.cancel()
-        self.cleanup()
+        """Stop the engine and its children (returns at once); the work folder goes once they
+        are gone. The scene is untouched. :meth:`wait_stopped` blocks until then."""
+        self.process.cancel(on_stopped=self.cleanup)
+
+    def wait_stopped(self, timeout_s: float = 30.0) -> bool:
+        return self.process.wait_stopped(timeout_s)
 
     def cleanup(self) -> None:
         if self.owns_work_dir:
@@ -103,30 +112,92 @@ class EngineJob:
 
 
 class SegmentTrackJob(EngineJob):
-    """Export the cine, run ``segment-track``, import the results synchronised to the cine."""
+    """Export the cine, run ``segment-track``, import the results synchronised to the cine.
+
+    ``work_dir`` None: the job makes its own work folder under ``temp_dir`` and removes it on
+    success (after the import), failure and cancel, unless ``keep_outputs``; then the engine's
+    output folder stays (``results.output_dir``). A given ``work_dir`` is never removed."""
 
     def __init__(self, ctx, cine: CineNodes, options: SegmentTrackOptions,
                  python: str | None = None, engine_parent: str | Path | None = None,
-                 work_dir: str | Path | None = None, name: str = "NIMOSEF"):
+                 work_dir: str | Path | None = None, name: str = "NIMOSEF",
+                 keep_outputs: bool = False, temp_dir: str | Path | None = None):
         owns = work_dir is None
-        work = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="nimosef_"))
+        work = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="nimosef_",
+                                                                     dir=temp_dir))
         work.mkdir(parents=True, exist_ok=True)
         self.ctx, self.cine, self.options, self.name = ctx, cine, options, name
+        self.keep_outputs = keep_outputs
         self.input_path = work / "input_cine.nii.gz"
         self.out_dir = work / "output"
+        self.importer: ResultsImport | None = None
+        self._reader: threading.Thread | None = None
+        self._read_error: BaseException | None = None
+        self._steps = None
+        self.results: NimosefResults | None = None
         super().__init__(segment_track_args(self.input_path, self.out_dir, options),
                          python or sys.executable, engine_parent, work, owns)
 
     def start(self) -> SegmentTrackJob:
-        export_cine_to_nifti(self.cine.sequence, self.input_path)
-        super().start()
+        try:
+            export_cine_to_nifti(self.cine.sequence, self.input_path)
+            super().start()
+        except BaseException:
+            self.cleanup()
+            raise
         return self
 
+    def cleanup(self) -> None:
+        if not self.keep_outputs or self.process.cancelled or self.process.returncode != 0:
+            super().cleanup()
+
     def finish(self) -> NimosefResults:
-        """Import the output folder (call once :meth:`finished` is True)."""
-        self.check_success()
-        return import_results(self.ctx, self.cine, self.out_dir, self.options.res_factor_z,
-                              self.name)
+        """Import the output folder, blocking (call once :meth:`finished` is True)."""
+        while not self.import_step():
+            if self._reader is not None:
+                self._reader.join(0.05)
+        return self.results
+
+    def import_step(self) -> bool:
+        """One short piece of the import, for a GUI timer (call once :meth:`finished` is
+        True, until it returns True; then ``results`` is set). The first call checks the
+        exit status (raises ``EngineError``) and starts reading the files in a worker
+        thread; while it reads, calls return False at once; then each call runs one scene
+        step (:class:`ResultsImport`). The work folder is removed after the last step, or
+        after a failure, unless kept."""
+        try:
+            if self.importer is None:
+                self.check_success()
+                self.importer = ResultsImport(self.ctx, self.cine, self.out_dir,
+                                              self.options.res_factor_z, self.name)
+                self._reader = threading.Thread(target=self._read, daemon=True)
+                self._reader.start()
+                return False
+            if self._reader.is_alive():
+                return False
+            if self._read_error is not None:
+                raise self._read_error
+            if self._steps is None:
+                self._steps = self.importer.steps()
+            try:
+                next(self._steps)
+                return False
+            except StopIteration:
+                pass
+        except BaseException:
+            self.cleanup()
+            raise
+        self.results = self.importer.results
+        if not (self.keep_outputs or not self.owns_work_dir):
+            self.results.sequences["segmentation"].SetAttribute(OUTPUT_DIR, "")
+        self.cleanup()
+        return True
+
+    def _read(self) -> None:
+        try:
+            self.importer.read()
+        except BaseException as exc:  # re-raised in the GUI thread by import_step
+            self._read_error = exc
 
 
 class ResampleJob(EngineJob):
@@ -139,18 +210,24 @@ class ResampleJob(EngineJob):
 
     def __init__(self, ctx, results: NimosefResults, res_factor_z: int,
                  python: str | None = None, engine_parent: str | Path | None = None,
-                 preview_frame: int | None = None):
+                 preview_frame: int | None = None, temp_dir: str | Path | None = None):
         SegmentTrackOptions(res_factor_z=res_factor_z)  # validates the factor
         out_dir = Path(results.sequences["segmentation"].GetAttribute(OUTPUT_DIR)
                        or results.output_dir)
-        subject = out_dir / "subject.nimosef"
-        if not subject.is_file():
+        kept = (out_dir / "subject.nimosef").is_file()
+        if not kept and results.subject is None:
             from nimosef_engine.errors import NimosefInputError
 
-            raise NimosefInputError(subject, "fitted subject not found: run Segment & Track")
-        work = Path(tempfile.mkdtemp(prefix="nimosef_resample_", dir=out_dir.parent))
+            raise NimosefInputError(out_dir / "subject.nimosef",
+                                    "fitted subject not found: run Segment & Track again")
+        work = Path(tempfile.mkdtemp(prefix="nimosef_resample_", dir=temp_dir))
+        if kept:
+            subject = out_dir / "subject.nimosef"
+        else:  # the run's folder is gone: the subject travels with the results
+            subject = work / "subject.nimosef"
+            subject.write_bytes(results.subject)
         self.ctx, self.results, self.res_factor_z = ctx, results, int(res_factor_z)
-        self.output_dir = out_dir
+        self.output_dir = out_dir if kept else None
         self.resample_dir = work / f"z{int(res_factor_z)}"
         self.preview_shown = False
         super().__init__(resample_args(subject, res_factor_z, self.resample_dir, preview_frame),
@@ -164,8 +241,8 @@ class ResampleJob(EngineJob):
             self.preview_shown = True
 
     def cancel(self) -> None:
-        super().cancel()
         self.restore_frame()
+        super().cancel()
 
     def restore_frame(self) -> None:
         """Show the sequence's own frame again in place of a preview."""
@@ -180,12 +257,15 @@ class ResampleJob(EngineJob):
             self.restore_frame()
             raise
         try:
-            # keep the new volumes beside the run's other outputs (the scene and a saved
-            # scene refer to files that stay), then show them
-            for f in self.resample_dir.glob("*.nii.gz"):
-                if not f.name.startswith("preview_"):
-                    os.replace(f, self.output_dir / f.name)
-            update_superres(self.ctx, self.results, self.output_dir, self.res_factor_z)
+            source = self.resample_dir
+            if self.output_dir is not None:  # a kept output folder gets the new volumes too
+                for f in self.resample_dir.glob("*.nii.gz"):
+                    if not f.name.startswith("preview_"):
+                        os.replace(f, self.output_dir / f.name)
+                source = self.output_dir
+            update_superres(self.ctx, self.results, source, self.res_factor_z)
+            if self.output_dir is None:
+                self.results.superres_dir = None
         finally:
             self.cleanup()
         return self.results

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import textwrap
 import time
@@ -70,9 +71,12 @@ def test_progress_events_arrive_without_blocking():
         assert [e.fraction for e in events] == [0.0, 0.5, 1.0]
         assert events[1].message == "step 1" and events[0].stage == "fit"
         assert "loading torch" in proc.log
+        assert "loading torch" in proc.new_log_lines()  # the log panel's feed...
+        assert "loading torch" not in proc.new_log_lines()  # ...gets each line once
         assert proc.running
     finally:
         proc.cancel()
+        proc.wait_stopped()
 
 
 def test_cancel_kills_the_whole_process_tree():
@@ -89,8 +93,10 @@ def test_cancel_kills_the_whole_process_tree():
     assert grandchild in runner.child_pids(proc.pid)
     assert runner.process_alive(grandchild) and runner.process_alive(proc.pid)
     start = time.monotonic()
-    signalled = proc.cancel(grace_s=1.0)
-    assert set(signalled) >= {proc.pid, grandchild}
+    proc.cancel(grace_s=1.0)
+    assert time.monotonic() - start < 0.5, "cancel() blocked the caller"
+    assert proc.wait_stopped(10)
+    assert set(proc.signalled) >= {proc.pid, grandchild}
     deadline = time.monotonic() + 10
     while runner.process_alive(grandchild) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -127,3 +133,46 @@ def test_json_progress_from_the_real_engine_reporter():
     assert events == [runner.ProgressEvent("fit", 0.5, "half"),
                       runner.ProgressEvent("mesh", 1.0, "done")]
     assert json.loads(json.dumps(events[0].__dict__))["stage"] == "fit"
+
+
+STUBBORN = textwrap.dedent("""
+    import signal, sys, time
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # ignores the polite stop
+    print("READY", flush=True)
+    time.sleep(120)
+""")
+
+
+def test_cancel_returns_at_once_even_when_the_child_ignores_sigterm(tmp_path):
+    """The GUI's cancel: the call returns in well under 0.5 s; the child, which ignores
+    SIGTERM, is killed after the grace period in the background, and then ``on_stopped``
+    (the work-folder removal) runs."""
+    work = tmp_path / "work"
+    work.mkdir()
+    proc = runner.EngineProcess([sys.executable, "-c", STUBBORN]).start()
+    deadline = time.monotonic() + 30
+    while "READY" not in proc.log and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert "READY" in proc.log
+    import shutil
+
+    start = time.perf_counter()
+    proc.cancel(grace_s=1.0, on_stopped=lambda: shutil.rmtree(work))
+    held = time.perf_counter() - start
+    print(f"cancel() held the caller {1000 * held:.1f} ms")
+    assert held < 0.5
+    assert runner.process_alive(proc.pid) and not proc.finished()  # still in its grace
+    assert proc.wait_stopped(15)
+    assert not runner.process_alive(proc.pid) and proc.finished()
+    assert not work.exists()
+
+
+def test_windows_children_get_no_console_window():
+    kwargs = runner.popen_platform_kwargs("win32")
+    assert kwargs["creationflags"] & runner.WIN_CREATE_NO_WINDOW
+    assert kwargs["creationflags"] & runner.WIN_CREATE_NEW_PROCESS_GROUP
+    # the constants are the documented Windows values (subprocess has them on Windows only)
+    assert runner.WIN_CREATE_NO_WINDOW == getattr(subprocess, "CREATE_NO_WINDOW", 0x08000000)
+    assert runner.WIN_CREATE_NEW_PROCESS_GROUP == getattr(subprocess,
+                                                          "CREATE_NEW_PROCESS_GROUP", 0x200)
+    assert runner.popen_platform_kwargs("linux") == {"start_new_session": True}

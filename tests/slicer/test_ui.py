@@ -15,6 +15,8 @@ UI_FILE = MODULE_DIR / "Resources" / "UI" / "NimosefSlicer.ui"
 EXPECTED_CLASSES = {
     "inputSelector": "qMRMLNodeComboBox",
     "loadCineButton": "QPushButton",
+    "loadDicomFolderButton": "QPushButton",
+    "logTextEdit": "QPlainTextEdit",
     "priorPathLineEdit": "ctkPathLineEdit",
     "deviceComboBox": "QComboBox",
     "qualityComboBox": "QComboBox",
