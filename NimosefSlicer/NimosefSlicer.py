@@ -395,6 +395,9 @@ class NimosefSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.esvLabel.text = fmt("LV_ESV_mL", "mL")
         self.ui.efLabel.text = fmt("LV_EF_pct", "%")
         self.ui.massLabel.text = fmt("MYO_mass_g", "g")
+        from NimosefSlicerLib.results import quality_text
+
+        self.ui.qualityLabel.text = quality_text(s)
         self.ui.progressBar.hide()
         self.updateButtons()
 

@@ -87,6 +87,18 @@ def read_summary(out_dir: Path) -> dict:
     return summary
 
 
+def quality_text(summary: dict) -> str:
+    """The result's quality verdict for the panel: ``ok``, or ``CHECK: reasons`` /
+    ``FAIL: reasons`` (``summary.json``'s ``quality``); ``-`` for results without one."""
+    q = summary.get("quality") or {}
+    verdict = q.get("verdict")
+    if not verdict:
+        return "-"
+    if verdict == "ok":
+        return "ok"
+    return f"{verdict.upper()}: " + "; ".join(q.get("reasons", []))
+
+
 def nibabel_available() -> bool:
     import importlib.util
 

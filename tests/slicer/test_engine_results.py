@@ -24,6 +24,15 @@ def test_engine_output_folder_follows_the_contract(engine_run):
     scenarios.check_progress(events)
     assert events[-1].fraction == pytest.approx(1.0)
     print(f"segment-track (fast) on the sample cine: {seconds:.1f} s")
+    # the panel shows the engine's own quality verdict
+    summary = results.read_summary(out_dir)
+    text = results.quality_text(summary)
+    assert summary["quality"]["verdict"] in ("ok", "check")
+    assert text == "ok" if summary["quality"]["verdict"] == "ok" else text.startswith("CHECK: ")
+    assert results.quality_text({**summary, "quality": {"verdict": "check", "reasons": [
+        "heart localisation uncertain (confidence 0.48)"]}}) == \
+        "CHECK: heart localisation uncertain (confidence 0.48)"
+    assert results.quality_text({k: v for k, v in summary.items() if k != "quality"}) == "-"
 
 
 def test_import_results_into_the_scene(ctx, imported):

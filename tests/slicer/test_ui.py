@@ -28,6 +28,7 @@ EXPECTED_CLASSES = {
     "esvLabel": "QLabel",
     "efLabel": "QLabel",
     "massLabel": "QLabel",
+    "qualityLabel": "QLabel",
     "exportCsvButton": "QPushButton",
 }
 
