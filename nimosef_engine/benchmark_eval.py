@@ -39,10 +39,63 @@ def evaluate_acdc_patient(folder: Path, work: Path, **options) -> dict:
     chosen = [i for i, h in enumerate(summary["fit"]["pose_hypotheses"]) if h["chosen"]]
     gts = [remap_acdc_labels(load_nifti(folder / f"{pid}_frame{n:02d}_gt.nii.gz", ndim=3,
                                         dtype=np.uint8)[0]) for n in (info.ed, info.es)]
+    gt_paths = [folder / f"{pid}_frame{n:02d}_gt.nii.gz" for n in (info.ed, info.es)]
     return {"subject": pid, "runtime_s": summary["runtime_s"],
             "fit_loss": summary["fit"]["final_loss"], "pose_hypothesis": chosen[0],
-            **score_ed_es([pred[..., 0], pred[..., 1]], gts, aff), "group": info.group,
-            **quality_columns(summary)}
+            **score_ed_es([pred[..., 0], pred[..., 1]], gts, aff),
+            **tracking_scores(ed_to_es_field(out, summary), *gt_paths),
+            "peak_global_circumferential_strain_pct": peak_global_strain(out / "strain.csv"),
+            "group": info.group, **quality_columns(summary)}
+
+
+def ed_to_es_field(out: Path, summary: dict) -> Path:
+    """The field of a segment-track run on an ED/ES pair (input frames 0, 1) that maps ES
+    points to their ED positions: ``to_ed_01`` when the run's ED is frame 0, else
+    ``from_ed_00`` (its ED is then frame 1, and frame 0 is where ED's tissue goes)."""
+    ed = int(summary["motion"]["ed_frame"])
+    return out / "motion" / ("to_ed_01.nii.gz" if ed == 0 else "from_ed_00.nii.gz")
+
+
+def tracking_scores(field: Path, ed_gt: Path, es_gt: Path,
+                    remap: Callable[[np.ndarray], np.ndarray] = remap_acdc_labels) -> dict:
+    """The expert ED labels carried to ES through ``field`` (an ITK displacement field from
+    ES points to ED positions, applied as ``sitk.Resample`` with nearest neighbour) against the
+    expert ES labels: Dice and HD95 (mm) per class, beside the identity baseline (the ED
+    labels unmoved), and the share (%) of ES heart voxels where the field folds (Jacobian
+    determinant <= 0). ``remap``: the label files' values -> NIMOSEF's (ACDC's by default)."""
+    import SimpleITK as sitk
+
+    from nimosef_engine.metrics import surface_distances
+
+    ed_img, es_img = (sitk.ReadImage(str(p)) for p in (ed_gt, es_gt))
+    disp = sitk.ReadImage(str(field), sitk.sitkVectorFloat64)
+    det = sitk.GetArrayFromImage(sitk.DisplacementFieldJacobianDeterminant(disp))
+    warped = sitk.Resample(ed_img, es_img, sitk.DisplacementFieldTransform(disp),
+                           sitk.sitkNearestNeighbor, 0, ed_img.GetPixelID())
+    es, es_aff = load_nifti(es_gt, ndim=3, dtype=np.uint8)
+    es = remap(es)
+
+    def labels_of(img):  # sitk (z, y, x) -> NIMOSEF labels (x, y, z)
+        return remap(sitk.GetArrayFromImage(img).transpose(2, 1, 0).astype(np.uint8))
+
+    row = {}
+    for name, lab in (("track", labels_of(warped)), ("identity", labels_of(ed_img))):
+        for c, cname in ((1, "LV"), (2, "MYO"), (3, "RV")):
+            row[f"{name}_dice_{cname}"] = dice(lab, es, c)
+            row[f"{name}_hd95_{cname}"] = surface_distances(lab == c, es == c, es_aff)["hd95"]
+        row[f"{name}_dice_mean"] = float(np.nanmean([row[f"{name}_dice_{c}"]
+                                                     for c in ("LV", "MYO", "RV")]))
+    heart = es.transpose(2, 1, 0) > 0
+    row["track_folding_pct"] = 100.0 * float((det[heart] <= 0).mean()) if heart.any() else 0.0
+    return row
+
+
+def peak_global_strain(strain_csv: Path) -> float:
+    """Peak (largest magnitude) global circumferential strain (%) of a ``strain.csv``."""
+    from nimosef_engine.motion.strain import peak_strain
+
+    return float(peak_strain(pd.read_csv(strain_csv, dtype={"segment": str}))
+                 .get("global", np.nan))
 
 
 def quality_columns(summary: dict) -> dict:
@@ -110,6 +163,17 @@ def summarise(df: pd.DataFrame) -> dict:
         out[f"mean_dice_{c}"] = round(float(df[f"dice_{c}"].mean()), 4)
     for c in ("LV", "RV"):
         out[f"median_abs_{c}_EF_err"] = round(float(df[f"{c}_EF_abs_err"].median()), 2)
+    if "track_dice_mean" in df.columns:
+        for name in ("track", "identity"):
+            for c in ("LV", "MYO", "RV", "mean"):
+                out[f"mean_{name}_dice_{c}"] = round(float(df[f"{name}_dice_{c}"].mean()), 4)
+            for c in ("LV", "MYO", "RV"):
+                out[f"mean_{name}_hd95_{c}"] = round(float(df[f"{name}_hd95_{c}"].mean()), 2)
+        out["mean_track_folding_pct"] = round(float(df["track_folding_pct"].mean()), 4)
+        out["max_track_folding_pct"] = round(float(df["track_folding_pct"].max()), 4)
+        col = "peak_global_circumferential_strain_pct"
+        out["peak_global_circumferential_strain_pct_by_group"] = {
+            str(g): round(float(v), 2) for g, v in df.groupby("group")[col].mean().items()}
     out["mean_runtime_s"] = round(float(df["runtime_s"].mean()), 2)
     if "quality" in df:
         out["quality_counts"] = {str(k): int(v) for k, v in df["quality"].value_counts().items()}
@@ -187,8 +251,11 @@ def evaluate_pair(pair: dict, work: Path, **options) -> dict:
         gts.append(pair["lut"][np.clip(lab, 0, 255)])
     return {"subject": pair["id"], "runtime_s": summary["runtime_s"],
             "fit_loss": summary["fit"]["final_loss"],
-            **score_ed_es([pred[..., 0], pred[..., 1]], gts, aff), "group": pair["group"],
-            **quality_columns(summary)}
+            **score_ed_es([pred[..., 0], pred[..., 1]], gts, aff),
+            **tracking_scores(ed_to_es_field(out, summary), pair["ed_labels"],
+                              pair["es_labels"], lambda a: pair["lut"][a]),
+            "peak_global_circumferential_strain_pct": peak_global_strain(out / "strain.csv"),
+            "group": pair["group"], **quality_columns(summary)}
 
 
 def evaluate_acdc(root: Path, subjects: list[str], out: Path,

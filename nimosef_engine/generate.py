@@ -14,7 +14,13 @@ from nimosef_engine.data.subject import SubjectData
 from nimosef_engine.geometry import HeartFrame, apply_affine, resample_grid_z
 from nimosef_engine.io.nifti import save_nifti
 from nimosef_engine.losses.boundary import boundary_mask
-from nimosef_engine.sample import embed_in_source, pose_fn, predict_points, sample_fields
+from nimosef_engine.sample import (
+    DEFAULT_CHUNK,
+    embed_in_source,
+    pose_fn,
+    predict_points,
+    sample_fields,
+)
 
 
 def boundary_table(labels_4d: np.ndarray, affine_ras: np.ndarray, frame_times,
@@ -39,7 +45,37 @@ def boundary_table(labels_4d: np.ndarray, affine_ras: np.ndarray, frame_times,
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=cols)
 
 
+def model_vectors_to_ras(u: np.ndarray, heart: HeartFrame,
+                         pose_matrix: torch.Tensor | None = None) -> np.ndarray:
+    """Displacements ``(..., 3)`` output by the network (normalised units, in the prior's frame
+    when a pose was fitted) -> RAS mm vectors of the subject."""
+    u = np.asarray(u, np.float64)
+    if pose_matrix is not None:
+        lin = pose_matrix[:3, :3].double().cpu().numpy()
+        scale = float(np.cbrt(abs(np.linalg.det(lin))))
+        rot_back = np.linalg.inv(lin) * scale  # prior-frame vectors -> subject frame
+        u = u @ rot_back.T / scale
+    return heart.vectors_norm_to_ras(u)
+
+
 @torch.inference_mode()
+def point_displacements(net, code: torch.Tensor, heart: HeartFrame, points_ras: np.ndarray,
+                        frame_times, device="cpu", pose_matrix: torch.Tensor | None = None,
+                        offset_ras: np.ndarray | None = None, chunk: int = DEFAULT_CHUNK):
+    """Displacement ``(N, 3)`` RAS mm of ED points ``points_ras (N, 3)`` at each of
+    ``frame_times``, one array per time (a generator). ``offset_ras (N, 3)``: the network
+    describes point ``n`` at ``points_ras[n] - offset_ras[n]`` (its slice's in-plane shift,
+    :func:`sample.slice_shift_ras`)."""
+    model_pts = points_ras if offset_ras is None else points_ras - offset_ras
+    coords = torch.from_numpy(heart.ras_to_norm(model_pts).astype(np.float32)).to(device)
+    fn = pose_fn(pose_matrix)
+    coords_q = fn(coords) if fn is not None else coords
+    for t in frame_times:
+        u = predict_points(net, code, coords_q, float(t), chunk=chunk,
+                           with_motion=True)["displacement"]
+        yield model_vectors_to_ras(u.cpu().numpy(), heart, pose_matrix)
+
+
 def displacement_table(net, code: torch.Tensor, heart: HeartFrame, points_ras: np.ndarray,
                        labels: np.ndarray, frame_times, frame_indices=None, device="cpu",
                        pose_matrix: torch.Tensor | None = None,
@@ -48,21 +84,10 @@ def displacement_table(net, code: torch.Tensor, heart: HeartFrame, points_ras: n
     ``x, y, z`` (moved position), ``ux, uy, uz`` (RAS mm) for every frame. ``offset_ras
     (N, 3)``: the network describes point ``n`` at ``points_ras[n] - offset_ras[n]`` (its
     slice's in-plane shift, :func:`sample.slice_shift_ras`)."""
-    model_pts = points_ras if offset_ras is None else points_ras - offset_ras
-    coords = torch.from_numpy(heart.ras_to_norm(model_pts).astype(np.float32)).to(device)
-    fn = pose_fn(pose_matrix)
-    coords_q = fn(coords) if fn is not None else coords
-    scale = 1.0
-    rot_back = np.eye(3)
-    if pose_matrix is not None:
-        lin = pose_matrix[:3, :3].double().cpu().numpy()
-        scale = float(np.cbrt(abs(np.linalg.det(lin))))
-        rot_back = np.linalg.inv(lin) * scale  # prior-frame vectors -> subject frame
     rows = []
-    for f, t in enumerate(frame_times):
-        u = predict_points(net, code, coords_q, float(t), with_motion=True)["displacement"]
-        u = u.cpu().numpy().astype(np.float64) @ rot_back.T / scale
-        u_ras = heart.vectors_norm_to_ras(u)
+    for f, (t, u_ras) in enumerate(zip(frame_times, point_displacements(
+            net, code, heart, points_ras, frame_times, device, pose_matrix, offset_ras),
+            strict=True)):
         moved = points_ras + u_ras
         rows.append(pd.DataFrame({
             "frame": int(frame_indices[f] if frame_indices is not None else f),

@@ -113,9 +113,51 @@ def plot_dice_boxplot(summary_df: pd.DataFrame, path: str | Path,
     return _save_png(fig, path)
 
 
+def draw_bullseye(ax, values: Mapping[int, float], title: str = "",
+                  label: str = "%", cmap: str = "RdBu_r", limit: float | None = None) -> None:
+    """The AHA bullseye (segments 1-16: basal outer ring, apical inner; anterior at the top,
+    septum on the left) on ``ax``, each segment coloured by ``values[segment]`` and labelled
+    with its number and value; a colour scale symmetric about zero (``limit``: its end)."""
+    from matplotlib import colormaps
+    from matplotlib.colors import Normalize
+    from matplotlib.patches import Wedge
+
+    finite = [abs(v) for v in values.values() if np.isfinite(v)]
+    limit = limit or (max(finite) if finite else 1.0) or 1.0
+    norm = Normalize(-limit, limit)
+    cm = colormaps[cmap]
+    rings = ((range(1, 7), 1.0, 60.0), (range(7, 13), 0.7, 60.0), (range(13, 17), 0.4, 90.0))
+    for segs, outer, width in rings:
+        for i, seg in enumerate(segs):
+            # segment 1 (anterior) centred at the top, then anticlockwise: septum on the left
+            centre = 90.0 + i * width
+            v = values.get(seg, np.nan)
+            colour = cm(norm(v)) if np.isfinite(v) else (0.85, 0.85, 0.85, 1.0)
+            ax.add_patch(Wedge((0, 0), outer, centre - width / 2, centre + width / 2,
+                               width=0.3, facecolor=colour, edgecolor="white", lw=1.5))
+            r = outer - 0.15
+            th = np.radians(centre)
+            text = f"{seg}\n{v:.0f}" if np.isfinite(v) else str(seg)
+            ax.text(r * np.cos(th), r * np.sin(th), text, ha="center", va="center",
+                    fontsize=6.5)
+    ax.set_xlim(-1.05, 1.05)
+    ax.set_ylim(-1.05, 1.05)
+    ax.set_aspect("equal")
+    ax.set_axis_off()
+    from matplotlib.cm import ScalarMappable
+
+    sm = ScalarMappable(norm=norm, cmap=cm)
+    ax.figure.colorbar(sm, ax=ax, fraction=0.046, pad=0.02, label=label)
+    if title:
+        ax.set_title(title, fontsize=9)
+
+
 def plot_report(cine, seg: np.ndarray, subject, volumes: pd.DataFrame, indices: Mapping,
-                path: str | Path, quality: Mapping | None = None) -> Path:
-    """Segment & Track report: ED and ES mid-slices with contours, and the volume curves.
+                path: str | Path, strain: pd.DataFrame | None = None,
+                quality: Mapping | None = None) -> Path:
+    """Segment & Track report: ED and ES mid-slices with contours, the volume curves and,
+    with ``strain`` (the ``strain.csv`` table, :mod:`nimosef_engine.motion.strain`), a
+    bullseye of the peak circumferential strain per AHA segment.
 
     ``cine``: the input (``frames`` (T, X, Y, Z)); ``seg`` (T, x, y, z) labels on the
     subject's crop grid (``subject.crop_offset``); ``volumes``: the volumes table;
@@ -127,9 +169,10 @@ def plot_report(cine, seg: np.ndarray, subject, volumes: pd.DataFrame, indices: 
     k = int(np.median(lv_slices)) if len(lv_slices) else seg.shape[3] // 2
     ox, oy, oz = subject.crop_offset
     sx, sy = seg.shape[1], seg.shape[2]
-    fig = Figure(figsize=(11.0, 4.0))
+    n_panels = 3 if strain is None or strain.empty else 4
+    fig = Figure(figsize=(3.7 * n_panels, 4.0))
     for i, (f, name) in enumerate(((ed, "ED"), (es, "ES"))):
-        ax = fig.add_subplot(1, 3, i + 1)
+        ax = fig.add_subplot(1, n_panels, i + 1)
         img = cine.frames[f, ox:ox + sx, oy:oy + sy, oz + k]
         ax.imshow(img.T, cmap="gray", origin="lower")
         for c, cname in ((1, "LV"), (2, "MYO"), (3, "RV")):
@@ -138,7 +181,7 @@ def plot_report(cine, seg: np.ndarray, subject, volumes: pd.DataFrame, indices: 
                 ax.contour(mask, levels=[0.5], colors=[COLOURS[cname]], linewidths=1.2)
         ax.set_title(f"{name} (frame {f}), slice {oz + k}")
         ax.set_axis_off()
-    ax = fig.add_subplot(1, 3, 3)
+    ax = fig.add_subplot(1, n_panels, 3)
     t = volumes["time"].to_numpy(dtype=np.float64)
     order = np.argsort(t, kind="stable")
     for c in CLASSES:
@@ -150,6 +193,14 @@ def plot_report(cine, seg: np.ndarray, subject, volumes: pd.DataFrame, indices: 
     ax.legend(fontsize=8)
     ef = indices.get("LV_EF_pct", float("nan"))
     ax.set_title(f"LV EF {ef:.1f} %, EDV {indices.get('LV_EDV_mL', float('nan')):.0f} mL")
+    if n_panels == 4:
+        from nimosef_engine.motion.strain import peak_strain
+
+        peak = peak_strain(strain)
+        glob = peak.get("global", float("nan"))
+        draw_bullseye(fig.add_subplot(1, 4, 4),
+                      {int(k): float(v) for k, v in peak.items() if k != "global"},
+                      f"peak circumferential strain (%)\nglobal {glob:.1f} %", label="%")
     title = "NIMOSEF Segment & Track (research software, not a medical device)"
     if quality and quality.get("verdict") != "ok":
         reasons = "; ".join(quality.get("reasons", []))

@@ -88,7 +88,7 @@ QUALITY = {  # fitting presets: steps multiplier, restarts, pose refinement, poi
 ROTATION_POINTS = 2000  # points per step of the rotation search's short fits
 POSE_WARMUP_STEPS = 60  # the third starting pose: pose alone for this many steps first
 MAX_POSE_HYPOTHESES = 3
-STAGES = ("load", "localise", "fit", "align", "sample", "meshes", "write")
+STAGES = ("load", "localise", "fit", "align", "sample", "meshes", "motion", "write")
 MIN_LOCALISATION_CONFIDENCE = 0.3  # noise scores ~0.16, the least certain ACDC cine 0.53
 PRIOR_GATE = (0.5, 0.7)  # prior / slice-network agreement over which the prior's weight rises
 
@@ -385,6 +385,14 @@ def _run(inputs: list[Path], out: Path, opts: SegmentTrackOptions,
     motion = disp[["frame", "time", "label", "x", "y", "z", "ux", "uy", "uz", "x0", "y0", "z0"]]
     with atomic_path(out / "motion.parquet") as p:
         motion.to_parquet(p, index=False)
+    timings["write"] += time.perf_counter() - t
+    t = time.perf_counter()
+    from nimosef_engine.motion.track import track_motion
+
+    dense_motion, strain = track_motion(net, code, sd, seg1, int(idx["ed_index"]), out,
+                                        cine.frame_times, pose_m, shift, device, reporter)
+    timings["motion"] = time.perf_counter() - t
+    t = time.perf_counter()
 
     subject = {
         "format": "nimosef-subject/1", "code": code.cpu(), "pose_matrix": pose_m,
@@ -410,7 +418,7 @@ def _run(inputs: list[Path], out: Path, opts: SegmentTrackOptions,
 
     from nimosef_engine.plots import plot_report
 
-    plot_report(cine, seg1, sd, volumes, idx, out / "report.png", quality)
+    plot_report(cine, seg1, sd, volumes, idx, out / "report.png", strain, quality)
     timings["write"] += time.perf_counter() - t
     summary = {
         "ed_frame": int(idx["ed_index"]), "es_frame": int(idx["es_index"]),
@@ -437,6 +445,7 @@ def _run(inputs: list[Path], out: Path, opts: SegmentTrackOptions,
                        {"id": evidence.net_id, "gamma": SLICE_GAMMA}}
         if shift is not None else None,
         "quality": quality,
+        "motion": dense_motion,
         "labels": {str(k): v for k, v in LABEL_NAMES.items()},
         "disclaimer": "Research software, not a medical device.",
     }

@@ -110,6 +110,35 @@ def test_outputs_overlay_the_input_and_are_complete(st_090):
     assert not list(st_090.parent.glob("*.lock")) and not list(st_090.parent.glob(".*tmp"))
 
 
+def test_dense_motion_fields_and_strain(st_090):
+    """motion/to_ed_NN and from_ed_NN for every frame, on the input's grid as SimpleITK reads
+    it; ED's fields are the identity; the inverse composes to the identity on the heart;
+    strain.csv has every frame and segment."""
+    import SimpleITK as sitk
+
+    summary = json.loads((st_090 / "summary.json").read_text())
+    ed, motion = summary["ed_frame"], summary["motion"]
+    assert motion["ed_frame"] == ed and motion["folding_share_max"] < 0.005
+    assert motion["inverse_error_mean_mm"] < 0.5
+    ref = sitk.ReadImage(str(CINE))
+    for f in range(12):
+        for name in (f"to_ed_{f:02d}.nii.gz", f"from_ed_{f:02d}.nii.gz"):
+            img = sitk.ReadImage(str(st_090 / "motion" / name), sitk.sitkVectorFloat64)
+            assert img.GetSize() == ref.GetSize()[:3]
+            np.testing.assert_allclose(img.GetSpacing(), ref.GetSpacing()[:3], rtol=1e-5)
+            np.testing.assert_allclose(img.GetOrigin(), ref.GetOrigin()[:3], atol=1e-3)
+            arr = sitk.GetArrayFromImage(img)
+            assert (np.abs(arr).max() == 0) == (f == ed), (name, np.abs(arr).max())
+    strain = pd.read_csv(st_090 / "strain.csv", dtype={"segment": str})
+    assert list(strain.columns) == ["frame", "time", "segment", "radial_pct",
+                                    "circumferential_pct", "longitudinal_pct"]
+    assert len(strain) == 12 * 17
+    assert set(strain["segment"]) == {*map(str, range(1, 17)), "global"}
+    es = summary["es_frame"]
+    g = strain[(strain["segment"] == "global") & (strain["frame"] == es)].iloc[0]
+    assert g["circumferential_pct"] < 0 < g["radial_pct"]
+
+
 def test_resample_reproduces_and_extends_without_fitting(st_090, tmp_path):
     assert main(["resample", str(st_090 / "subject.nimosef"), "--res-factor-z", "2",
                  "--out", str(tmp_path / "r2"), "--device", "cpu", "--progress", "none"]) == 0
@@ -245,6 +274,11 @@ def test_evaluate_scores_segment_track_against_the_labels_it_never_saw(tmp_path)
     assert abs(row["LV_EF_pred"] - row["LV_EF_gt"]) == pytest.approx(row["LV_EF_abs_err"])
     summary = json.loads((out / "summary.json").read_text())
     assert summary["n_subjects"] == 1 and summary["mean_dice_LV"] == round(row["dice_LV"], 4)
+    # tracking: the expert ED labels carried to ES through the engine's own to_ed field
+    assert row["track_dice_mean"] > row["identity_dice_mean"] + 0.1
+    assert row["track_folding_pct"] < 0.5 and row["track_hd95_LV"] > 0
+    assert row["peak_global_circumferential_strain_pct"] < 0
+    assert summary["mean_track_dice_mean"] == round(row["track_dice_mean"], 4)
     assert main(["evaluate", "--layout", "acdc", "--root", str(DATA / "acdc"), "--subjects",
                  "patient999", "--out", str(tmp_path / "none"), "--progress", "none"]) == 2
     assert not (tmp_path / "none").exists()
