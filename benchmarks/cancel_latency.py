@@ -3,8 +3,8 @@
 For each stage asked for, a fresh ``segment-track`` of the demo cine runs with JSON progress;
 ``--delay`` seconds after the stage's first progress line it gets SIGINT, and the seconds until
 the process has exited are measured, and those until it printed that it was cancelled (the
-job stopped and cleaned up; the rest is the interpreter shutting down). Each run must exit with 130 and leave the output's folder
-empty (no output, no lock, no partial folder).
+job stopped and cleaned up; the rest is the interpreter shutting down). Each run must exit
+with 130 and leave the output's folder empty (no output, no lock, no partial folder).
 
     python benchmarks/cancel_latency.py [--stages localise fit align sample write]
         [--delay 1.5] [--fit-steps 40] [--quality standard] [--no-record]

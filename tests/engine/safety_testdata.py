@@ -83,3 +83,13 @@ def demo_subject(**changes) -> dict:
 def demo_image_u8(subj: dict) -> torch.Tensor:
     """A uint8 image of the right shape for ``subj`` (its crop, all frames)."""
     return torch.zeros((len(subj["model_times"]), *subj["crop_shape"]), dtype=torch.uint8)
+
+
+def flip_code_bytes(path: Path, code: torch.Tensor, n: int = 100) -> Path:
+    """Flip ``n`` bytes inside the stored ``code`` tensor of a subject file, in place."""
+    raw = bytearray(path.read_bytes())
+    at = bytes(raw).index(code.numpy().tobytes())
+    for i in range(n):
+        raw[at + 2 * i] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    return path

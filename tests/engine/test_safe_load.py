@@ -16,6 +16,7 @@ from safety_testdata import (
     crafted_subject,
     demo_image_u8,
     demo_subject,
+    flip_code_bytes,
 )
 
 from nimosef_engine.cli import main
@@ -139,13 +140,8 @@ def test_subject_file_carries_a_content_hash_and_a_damaged_one_is_refused(tmp_pa
     assert back["format"] == FORMAT
     assert back["sha256"] == content_digest({k: v for k, v in back.items() if k != "sha256"})
     torch.testing.assert_close(back["code"], subj["code"])
-    raw = path.read_bytes()
-    code_bytes = subj["code"].numpy().tobytes()
-    at = raw.index(code_bytes)
-    damaged = bytearray(raw)
-    for i in range(100):
-        damaged[at + 2 * i] ^= 0xFF
-    (tmp_path / "damaged.nimosef").write_bytes(bytes(damaged))
+    (tmp_path / "damaged.nimosef").write_bytes(path.read_bytes())
+    flip_code_bytes(tmp_path / "damaged.nimosef", subj["code"])
     # torch reads the damaged file without complaint: only the hash tells
     assert not torch.equal(torch.load(tmp_path / "damaged.nimosef", weights_only=True)["code"],
                            subj["code"])
