@@ -109,8 +109,8 @@ def check_subject(path: Path, subj: dict) -> None:
     crop = numbers("crop_shape", 3, ints=True)
     if min(shape) < 1 or min(crop) < 1:
         fail(f"input_shape {shape} and crop_shape {crop} must be positive")
-    if any(abs(o) > 4 * s for o, s in zip(offset, shape, strict=True)):
-        fail(f"crop_offset {offset} lies far outside the input {shape}")
+    if any(o < 0 or o + c > s for o, c, s in zip(offset, crop, shape, strict=True)):
+        fail(f"its crop (offset {offset}, shape {crop}) does not lie inside the input {shape}")
     lo_hi = numbers("intensity_range", 2)
     if not lo_hi[1] > lo_hi[0]:
         fail(f"intensity_range {lo_hi} is empty")

@@ -125,8 +125,10 @@ class SegmentTrackJob(EngineJob):
     def finish(self) -> NimosefResults:
         """Import the output folder (call once :meth:`finished` is True)."""
         self.check_success()
-        return import_results(self.ctx, self.cine, self.out_dir, self.options.res_factor_z,
-                              self.name)
+        results = import_results(self.ctx, self.cine, self.out_dir, self.options.res_factor_z,
+                                 self.name)
+        results.prior = self.options.prior
+        return results
 
 
 class ResampleJob(EngineJob):
@@ -153,7 +155,8 @@ class ResampleJob(EngineJob):
         self.output_dir = out_dir
         self.resample_dir = work / f"z{int(res_factor_z)}"
         self.preview_shown = False
-        super().__init__(resample_args(subject, res_factor_z, self.resample_dir, preview_frame),
+        super().__init__(resample_args(subject, res_factor_z, self.resample_dir, preview_frame,
+                                       results.prior),
                          python or sys.executable, engine_parent, work, True)
 
     def handle_event(self, event: ProgressEvent) -> None:

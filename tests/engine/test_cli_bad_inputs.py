@@ -518,6 +518,11 @@ def resample_subject_pose_of_wrong_shape(tmp):
     return _resample(p, tmp), str(p), "pose_matrix has shape (3, 3), expected (4, 4)"
 
 
+def resample_subject_crop_outside_the_input(tmp):
+    p = _subject(tmp, crop_offset=[200, 0, 0])
+    return _resample(p, tmp), str(p), "does not lie inside the input"
+
+
 def resample_subject_image_of_wrong_shape(tmp):
     p = _subject(tmp, image_u8=torch.zeros((2, 3, 4, 5), dtype=torch.uint8))
     return _resample(p, tmp), str(p), "image_u8 has shape (2, 3, 4, 5)"
@@ -652,7 +657,8 @@ ROWS: list[Row] = [
     segment_track_overwrite_a_folder_with_other_files, segment_track_lock_of_a_running_process,
     resample_subject_without_crop_shape, resample_subject_without_code,
     resample_subject_code_of_wrong_shape, resample_subject_code_of_wrong_size,
-    resample_subject_pose_of_wrong_shape, resample_subject_image_of_wrong_shape,
+    resample_subject_pose_of_wrong_shape, resample_subject_crop_outside_the_input,
+    resample_subject_image_of_wrong_shape,
     resample_subject_with_flipped_bytes, resample_subject_of_another_prior,
     resample_subject_of_another_slice_net, resample_first_frame_past_the_last,
     resample_prior_with_empty_weights,

@@ -325,7 +325,7 @@ def test_sigint_cancels_promptly_and_leaves_nothing(tmp_path):
     t0 = time.monotonic()
     proc.send_signal(signal.SIGINT)
     rc = proc.wait(timeout=60)
-    assert rc == 130 and time.monotonic() - t0 < 30
+    assert rc == 130 and time.monotonic() - t0 < 2  # checked at every fitting step
     assert stages[:2] == ["load", "localise"]
     assert os.listdir(tmp_path) == []
 
