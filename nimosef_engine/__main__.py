@@ -1,3 +1,3 @@
-from nimosef_engine.cli import main
+from nimosef_engine.cli import entry
 
-raise SystemExit(main())
+entry()

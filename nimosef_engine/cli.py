@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from nimosef_engine import __version__
@@ -85,5 +86,18 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def entry() -> None:
+    """The ``nimosef`` process: :func:`main`, then exit. After a cancel (130) the process ends
+    at once: the job has already stopped and removed what it wrote, and the interpreter's
+    own shutdown (unloading torch and the rest) takes seconds on a loaded machine."""
+    code = main()
+    if code == 130:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        logging.shutdown()
+        os._exit(code)
+    raise SystemExit(code)
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    entry()

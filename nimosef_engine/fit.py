@@ -26,6 +26,7 @@ from nimosef_engine.losses.objective import (
     nimosef_loss,
     step_points,
 )
+from nimosef_engine.progress import check_cancelled
 
 
 @dataclass
@@ -123,9 +124,12 @@ def fit_subject(net, st: SubjectTensors, cfg: FitConfig, init_code: torch.Tensor
         snaps: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         pred_boundary = None
         for step in range(warm + cfg.steps):
-            if reporter is not None and step % 10 == 0:
-                frac = (r + step / (warm + cfg.steps)) / max(1, cfg.restarts)
-                reporter.update("fit", frac, f"step {step}/{warm + cfg.steps}")
+            check_cancelled()
+            if reporter is not None:
+                reporter.check_cancel()  # every step: a step takes up to a second
+                if step % 10 == 0:
+                    frac = (r + step / (warm + cfg.steps)) / max(1, cfg.restarts)
+                    reporter.update("fit", frac, f"step {step}/{warm + cfg.steps}")
             if graph_step is not None:
                 history[step] = graph_step.step(gen, hold_code=step < warm)
             else:
@@ -195,6 +199,9 @@ def _rotation_group(net, st, angles, steps, n_points, init_code, seed, weights, 
     gen = torch.Generator().manual_seed(seed * 7919)  # as fit_subject's first restart
     history = torch.empty(steps, len(angles), device=dev)  # no host sync per step
     for step in range(steps):
+        check_cancelled()
+        if reporter is not None:
+            reporter.check_cancel()
         if reporter is not None and step % 10 == 0:
             reporter.update("localise", (where[0] + len(angles) * step / steps) / where[1],
                             f"rotations, step {step}/{steps}")

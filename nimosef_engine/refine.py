@@ -19,6 +19,7 @@ import numpy as np
 from scipy.spatial import ConvexHull, QhullError
 
 from nimosef_engine.geometry import interpolate_slices
+from nimosef_engine.progress import check_cancelled
 
 REFINE_BETA = 0.5  # weight of the network's log-probabilities
 SLICE_GAMMA = 1.0  # weight of the slice network's log-probabilities (:mod:`slice_likelihood`)
@@ -106,6 +107,7 @@ def refine_with_evidence(image: np.ndarray, probs: np.ndarray, beta: float = REF
     score = np.empty_like(post)
     evidence = float("nan")
     for _ in range(int(iterations)):
+        check_cancelled()
         class_log_likelihood(image, post, out=score)
         score += log_prior  # no array beyond the prior, scores and posterior
         top = score.max(0, keepdims=True)
@@ -169,6 +171,7 @@ def slice_shifts(images: list[np.ndarray], probs: list[np.ndarray], spacing_xy,
             ll += _weighted_log(sp, SLICE_GAMMA)
         log_prior = _weighted_log(p, beta)
         for j, (dx, dy) in enumerate(shifts):
+            check_cancelled()
             score = np.roll(log_prior, (dx, dy), axis=(1, 2))
             score += ll
             top = score.max(0)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from nimosef_engine.atomic import check_output_path
 from nimosef_engine.data.subject import SubjectData
@@ -25,25 +25,15 @@ from nimosef_engine.sample import (
     plan_chunk,
 )
 from nimosef_engine.slice_likelihood import SliceEvidence
+from nimosef_engine.subject_file import read_subject_file, subject_prior
 
 log = logging.getLogger(__name__)
 
 
 def load_subject_file(path: str | Path) -> dict:
-    """Read a ``subject.nimosef`` file written by segment-track."""
-    path = Path(path)
-    if path.is_dir():
-        raise NimosefInputError(path, "is a directory, expected a subject.nimosef file")
-    if not path.is_file():
-        raise NimosefInputError(path, "subject file not found")
-    try:
-        subj = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # torch raises many types for corrupt files
-        raise NimosefInputError(path, f"not a readable subject file ({exc.__class__.__name__})") \
-            from None
-    if not isinstance(subj, dict) or subj.get("format") != "nimosef-subject/1":
-        raise NimosefInputError(path, "not a NIMOSEF subject file (format nimosef-subject/1)")
-    return subj
+    """Read a ``subject.nimosef`` file written by segment-track, safely and checked
+    (:func:`subject_file.read_subject_file`)."""
+    return read_subject_file(path)
 
 
 def subject_grid(subj: dict) -> SubjectData:
@@ -89,16 +79,23 @@ def subject_slice_shift(subj: dict, sd: SubjectData, path) -> np.ndarray | None:
     return shift
 
 
-def subject_slice_evidence(subj: dict, sd: SubjectData, path, device) -> SliceEvidence | None:
+def subject_slice_evidence(subj: dict, sd: SubjectData, path, device,
+                           slice_net: str | Path | None = None) -> SliceEvidence | None:
     """The slice network a subject file's labels were refined with (:mod:`slice_likelihood`),
-    or None if they were not; raises if that network is not the one at hand."""
+    or None if they were not: ``slice_net`` when the user gives one, else the bundled one;
+    raises if its id is not the file's. The path the file records is named, never followed."""
     want = subj.get("slice_net_id")
     if want is None:
         return None
-    evidence = SliceEvidence.load(subj.get("slice_net_path"), device, sd)
+    evidence = SliceEvidence.load(slice_net, device, sd)
     if evidence.net_id != want:
-        raise NimosefInputError(path, f"was refined with slice network {want}, not "
-                                      f"{evidence.net_id}: this installation's differs")
+        if slice_net:
+            raise NimosefInputError(path, f"was refined with slice network {want}, not "
+                                          f"{evidence.net_id}: pass the right --slice-net")
+        hint = f" (it was {subj['slice_net_path']})" if subj.get("slice_net_path") else ""
+        raise NimosefInputError(path, f"was refined with slice network {want}, not the "
+                                      f"bundled {evidence.net_id}: pass that network with "
+                                      f"--slice-net{hint}, or use --no-refine")
     return evidence
 
 
@@ -106,7 +103,8 @@ def resample_subject(subject_path: str | Path, out_dir: str | Path, res_factor_z
                      prior: str | Path | None = None, device: str = "auto",
                      clean: bool = True, reporter: ProgressReporter | None = None,
                      memory_budget_gb: float = DEFAULT_MEMORY_BUDGET_GB,
-                     first_frame: int | None = None, refine: bool = True) -> dict[str, Path]:
+                     first_frame: int | None = None, refine: bool = True,
+                     slice_net: str | Path | None = None) -> dict[str, Path]:
     """Write ``seg_zF.nii.gz`` and ``rec_zF.nii.gz`` of a fitted subject into ``out_dir``.
 
     Frames are sampled, cleaned and appended to the files one at a time, in network chunks
@@ -115,25 +113,27 @@ def resample_subject(subject_path: str | Path, out_dir: str | Path, res_factor_z
     announced by a ``preview`` progress event, so a viewer can show the frame on screen while
     the rest of the cine is sampled. With ``refine``, labels are refined by the image the
     subject file keeps (:mod:`refine`), as segment-track did; a file without one (written with
-    ``--no-refine``, or by an older version) gives the network's labels.
+    ``--no-refine``, or by an older version) gives the network's labels. The prior and the
+    slice network are the bundled ones, or ``prior`` and ``slice_net``; never the paths the
+    file records (:mod:`subject_file`). Everything is checked before the output folder is made.
     """
-    from nimosef_engine.segment_track import frame_spacing_ms, load_prior
+    from nimosef_engine.segment_track import frame_spacing_ms
 
     if not 1 <= int(res_factor_z) <= 8:
-        raise NimosefInputError("--res-factor-z", "must be between 1 and 8")
+        raise NimosefInputError("--res-factor-z", f"must be between 1 and 8, got {res_factor_z}")
     out_dir = check_output_path(out_dir)
     subj = load_subject_file(subject_path)
     dev = resolve_device(device)
-    ckpt, net, pid = load_prior(prior or subj.get("prior_path"), dev)
-    if pid != subj["prior_id"]:
-        raise NimosefInputError(subject_path, f"was fitted with prior {subj['prior_id']}, "
-                                              f"not {pid}: pass the right --prior")
+    ckpt, net, pid = subject_prior(subj, subject_path, prior, dev)
+    if subj["code"].shape[0] != net.cfg.code_dim:
+        raise NimosefInputError(subject_path, f"its code has {subj['code'].shape[0]} values, "
+                                              f"the prior's {net.cfg.code_dim}")
     sd = subject_grid(subj)
     if first_frame is not None and not 0 <= int(first_frame) < sd.n_frames:
         raise NimosefInputError("--first-frame", f"must be in 0..{sd.n_frames - 1}")
     image = subject_image(subj, sd, subject_path) if refine else None
     shift = subject_slice_shift(subj, sd, subject_path) if image is not None else None
-    evidence = subject_slice_evidence(subj, sd, subject_path, dev) \
+    evidence = subject_slice_evidence(subj, sd, subject_path, dev, slice_net) \
         if image is not None else None
     f = int(res_factor_z)
     crop, src = int(np.prod(sd.grid_shape)), int(np.prod(sd.source_shape))
@@ -144,6 +144,7 @@ def resample_subject(subject_path: str | Path, out_dir: str | Path, res_factor_z
     log.info(plan.describe())
     full_aff, full_shape = resample_grid_z(sd.source_affine_ras, sd.source_shape, f)
     dt = frame_spacing_ms(subj.get("time_ms"))
+    created = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"seg": out_dir / f"seg_z{f}.nii.gz", "rec": out_dir / f"rec_z{f}.nii.gz"}
     shape4 = (*full_shape, sd.n_frames)
@@ -173,12 +174,20 @@ def resample_subject(subject_path: str | Path, out_dir: str | Path, res_factor_z
             labels = final_labels(fr, img, f, clean, sp, beta)[0]
             yield fr.index, embed_frame(labels, sd, f), rec
 
-    stream = frames()
-    first = next(stream) if first_frame is not None else None
-    with NiftiFrameWriter(paths["seg"], shape4, np.uint8, full_aff, dt) as w_seg, \
-            NiftiFrameWriter(paths["rec"], shape4, np.float32, full_aff, dt) as w_rec:
-        for k in range(sd.n_frames):
-            _, seg, rec = first if first is not None and k == first[0] else next(stream)
-            w_seg.write_frame(seg)
-            w_rec.write_frame(rec)
+    try:
+        stream = frames()
+        first = next(stream) if first_frame is not None else None
+        with NiftiFrameWriter(paths["seg"], shape4, np.uint8, full_aff, dt) as w_seg, \
+                NiftiFrameWriter(paths["rec"], shape4, np.float32, full_aff, dt) as w_rec:
+            for k in range(sd.n_frames):
+                _, seg, rec = first if first is not None and k == first[0] else next(stream)
+                w_seg.write_frame(seg)
+                w_rec.write_frame(rec)
+    except BaseException:  # a cancel or an error: no preview alone, no empty folder made here
+        if "preview" in paths:
+            paths["preview"].unlink(missing_ok=True)
+        if created:
+            with contextlib.suppress(OSError):
+                out_dir.rmdir()
+        raise
     return paths

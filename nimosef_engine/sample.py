@@ -27,6 +27,7 @@ from nimosef_engine.geometry import (
     ras_to_voxel,
     resample_grid_z,
 )
+from nimosef_engine.progress import check_cancelled
 
 DEFAULT_CHUNK = 16384  # points per network call; larger chunks are no faster on a CPU
 MIN_CHUNK = 256
@@ -71,6 +72,7 @@ def predict_points(net, code: torch.Tensor, coords_norm: torch.Tensor, t_cycle: 
     prob = out.get("probs")
     t_buf = torch.full((min(chunk, n), 1), float(t_cycle), device=dev)
     for i in range(0, n, chunk):
+        check_cancelled()
         c = coords_norm[i:i + chunk]
         res = net(c, t_buf[: c.shape[0]], code, with_motion=with_motion)
         labels[i:i + c.shape[0]] = res.seg_logits.argmax(-1).to(torch.uint8)

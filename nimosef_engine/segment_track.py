@@ -11,10 +11,8 @@ cancel or an error leaves nothing behind.
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import logging
-import os
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -24,12 +22,7 @@ import pandas as pd
 import torch
 
 from nimosef_engine import LABEL_NAMES, __version__
-from nimosef_engine.atomic import (
-    atomic_path,
-    atomic_write_bytes,
-    atomic_write_text,
-    check_output_path,
-)
+from nimosef_engine.atomic import atomic_path, atomic_write_text
 from nimosef_engine.data.preprocess import crop_last3, normalise_intensity, roi_box_at
 from nimosef_engine.data.subject import SubjectData
 from nimosef_engine.device import resolve_device
@@ -50,6 +43,7 @@ from nimosef_engine.localise import localise_heart
 from nimosef_engine.losses.objective import subject_tensors
 from nimosef_engine.metrics import cardiac_indices, volumes_ml
 from nimosef_engine.model.checkpoint import load_checkpoint, model_from_checkpoint, prior_id
+from nimosef_engine.outputs import check_output_folder, is_segment_track_output, output_lock
 from nimosef_engine.progress import ProgressReporter, ShareReporter
 from nimosef_engine.quality import class_agreement, lv_enclosed, lv_slices, verdict
 from nimosef_engine.refine import (
@@ -71,7 +65,9 @@ from nimosef_engine.sample import (
     plan_chunk,
     slice_shift_ras,
 )
+from nimosef_engine.segment_track_checks import check_cine, check_options
 from nimosef_engine.slice_likelihood import SliceEvidence
+from nimosef_engine.subject_file import write_subject_file
 
 log = logging.getLogger(__name__)
 
@@ -123,31 +119,11 @@ class SegmentTrackOptions:
         return asdict(self)
 
 
-@contextlib.contextmanager
-def output_lock(out_dir: Path):
-    """Refuse a second concurrent run into the same folder (``DIR.lock`` created exclusively)."""
-    lock = out_dir.with_name(out_dir.name + ".lock")
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-    except FileExistsError:
-        raise NimosefInputError(out_dir, f"another segment-track run is writing here "
-                                         f"(lock file {lock}); wait for it or remove the "
-                                         f"lock if that run died") from None
-    try:
-        os.write(fd, str(os.getpid()).encode())
-        os.close(fd)
-        yield
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            lock.unlink()
-
-
 def load_prior(prior: str | Path | None, device) -> tuple[dict, torch.nn.Module, str]:
     path = Path(prior) if prior else BUNDLED_PRIOR
     if not prior and not path.is_file():
         raise NimosefInputError(path, "the bundled prior is missing from this installation")
-    ckpt = load_checkpoint(path)
+    ckpt = load_checkpoint(path, need=("code_mean",))
     return ckpt, model_from_checkpoint(ckpt, device), prior_id(ckpt)
 
 
@@ -276,18 +252,9 @@ def segment_track(inputs, out_dir, reporter: ProgressReporter | None = None,
     reporter = reporter or ProgressReporter()
     out_dir = Path(out_dir)
     inputs = [Path(p) for p in ([inputs] if isinstance(inputs, str | Path) else inputs)]
-    if opts.quality not in QUALITY:
-        raise NimosefInputError("--quality", f"unknown quality {opts.quality!r} "
-                                             f"({', '.join(QUALITY)})")
-    if not 1 <= int(opts.res_factor_z) <= 8:
-        raise NimosefInputError("--res-factor-z", "must be between 1 and 8")
-    if not 1 <= int(opts.pose_hypotheses) <= MAX_POSE_HYPOTHESES:
-        raise NimosefInputError("--pose-hypotheses",
-                                f"must be between 1 and {MAX_POSE_HYPOTHESES}")
-    if out_dir.exists() and not opts.overwrite:
-        raise NimosefInputError(out_dir, "output folder exists: use --overwrite to replace it")
-    check_output_path(out_dir)
-    with output_lock(out_dir), atomic_path(out_dir) as tmp:
+    check_options(opts)  # before any work: numbers in range, prior and slice network readable
+    check_output_folder(out_dir, inputs, opts.overwrite)  # never the input or others' files
+    with output_lock(out_dir), atomic_path(out_dir, is_segment_track_output) as tmp:
         tmp.mkdir()
         summary = _run(inputs, tmp, opts, reporter)
     reporter.close()
@@ -305,6 +272,7 @@ def _run(inputs: list[Path], out: Path, opts: SegmentTrackOptions,
     reporter.update("load", 0.0, "reading the cine")
     cine = load_cine(inputs, frame_times=opts.frame_times, frame_numbers=opts.frame_numbers,
                      n_frames=opts.n_frames, series=opts.series)
+    check_cine(cine, opts, source)
     ckpt, net, pid = load_prior(opts.prior, device)
     check_memory_budget(cine, net, opts)
     timings["load"] = time.perf_counter() - t0
@@ -328,7 +296,8 @@ def _run(inputs: list[Path], out: Path, opts: SegmentTrackOptions,
 
     t = time.perf_counter()
     base_steps = int((ckpt.get("fit_defaults") or {}).get("steps", FitConfig.steps))
-    steps = opts.fit_steps or max(1, int(round(base_steps * preset["steps_scale"])))
+    steps = opts.fit_steps if opts.fit_steps is not None \
+        else max(1, int(round(base_steps * preset["steps_scale"])))
     fit_cfg = FitConfig(steps=steps, n_points=preset["n_points"], pose=preset["pose"],
                         restarts=preset["restarts"], seed=opts.seed)
     res, sd, hypotheses = fit_hypotheses(
@@ -395,7 +364,7 @@ def _run(inputs: list[Path], out: Path, opts: SegmentTrackOptions,
     t = time.perf_counter()
 
     subject = {
-        "format": "nimosef-subject/1", "code": code.cpu(), "pose_matrix": pose_m,
+        "code": code.cpu(), "pose_matrix": pose_m,
         "heart_frame": sd.heart.to_dict(), "prior_id": pid,
         "prior_path": str(Path(opts.prior).resolve()) if opts.prior else None,
         "input_affine_ras": np.asarray(cine.affine_ras).tolist(),
@@ -412,9 +381,7 @@ def _run(inputs: list[Path], out: Path, opts: SegmentTrackOptions,
         "time_ms": None if tms is None else [float(x) for x in tms],
         "engine_version": __version__, "source": source,
     }
-    buf = io.BytesIO()
-    torch.save(subject, buf)
-    atomic_write_bytes(out / "subject.nimosef", buf.getvalue())
+    write_subject_file(out / "subject.nimosef", subject)
 
     from nimosef_engine.plots import plot_report
 

@@ -25,6 +25,7 @@ from nimosef_engine.model.slice_unet import (
     standardise,
     to_grid,
 )
+from nimosef_engine.progress import check_cancelled
 from nimosef_engine.refine import image_on_grid
 
 BUNDLED_SLICE_NET = Path(__file__).resolve().parent / "priors" / "acdc_slice_unet.pt"
@@ -82,6 +83,7 @@ def slice_probabilities(net: SliceUNet, image: np.ndarray, spacing_mm: float) ->
     n, z = image.shape[0], image.shape[2]
     out = np.empty((net.config.n_classes, n, n, z), np.float32)
     for k0 in range(0, z, SLICES_PER_BATCH):
+        check_cancelled()
         k1 = min(z, k0 + SLICES_PER_BATCH)
         x = torch.from_numpy(np.ascontiguousarray(image[:, :, k0:k1].transpose(2, 0, 1)))
         x = standardise(to_grid(x[:, None].to(dev), spacing_mm))

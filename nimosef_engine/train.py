@@ -77,9 +77,12 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
         d = dict(d)
-        model = ModelConfig(**d.pop("model", {}))
-        loss = LossWeights(**d.pop("loss", {}))
-        augment = AugmentConfig(**d.pop("augment", {}))
+        try:
+            model = ModelConfig(**d.pop("model", {}))
+            loss = LossWeights(**d.pop("loss", {}))
+            augment = AugmentConfig(**d.pop("augment", {}))
+        except TypeError as exc:  # an unknown or misplaced key in model / loss / augment
+            raise NimosefInputError("config", str(exc).split("__init__() ")[-1]) from None
         unknown = set(d) - set(cls.__dataclass_fields__)
         if unknown:
             raise NimosefInputError("config", f"unknown training option(s): {sorted(unknown)}")
@@ -169,8 +172,12 @@ def train(cfg: TrainConfig, resume: bool = False, reporter: ProgressReporter | N
     start_epoch = 0
     ck = None
     if resume and ckpt_path.exists():
-        ck = load_checkpoint(ckpt_path, map_location=device)
-        opt.load_state_dict(ck["optimizer_state"])
+        ck = read_resume_checkpoint(ckpt_path, cfg, model.codes.weight.shape[0], device)
+        try:
+            opt.load_state_dict(ck["optimizer_state"])
+        except (ValueError, KeyError, TypeError, RuntimeError) as exc:
+            raise NimosefInputError(ckpt_path, f"its optimizer state does not fit this model "
+                                               f"({str(exc).splitlines()[0][:100]})") from None
         log.info("resumed from %s at epoch %d", ckpt_path, ck["epoch"])
     elif cfg.init_from:  # a shipped prior keeps no optimizer state: a new one goes on
         ck = read_init_checkpoint(cfg, model.codes.weight.shape[0], device)
@@ -236,13 +243,26 @@ def train(cfg: TrainConfig, resume: bool = False, reporter: ProgressReporter | N
     return ckpt_path
 
 
+def read_resume_checkpoint(path: Path, cfg: TrainConfig, n_codes: int, device="cpu") -> dict:
+    """The run's own ``checkpoint.pt`` to resume, checked against the config: same model and
+    ``n_codes`` codes, with its optimizer state and epoch."""
+    ck = load_checkpoint(path, map_location=device, need=("optimizer_state", "codes", "epoch"))
+    if ck["model_config"] != cfg.model.to_dict():
+        raise NimosefInputError(path, f"resume: model {ck['model_config']} differs from the "
+                                      f"config's {cfg.model.to_dict()}")
+    if ck["codes"].shape[0] != n_codes:
+        raise NimosefInputError(path, f"resume: {ck['codes'].shape[0]} codes, the config's "
+                                      f"subjects and augmented copies make {n_codes}")
+    return ck
+
+
 def read_init_checkpoint(cfg: TrainConfig, n_codes: int, device="cpu") -> dict:
     """``cfg.init_from``, checked against the config: same model, ``n_codes`` codes (subjects
     and augmented copies) and fewer epochs than ``cfg.epochs``."""
     path = Path(cfg.init_from)
     if not path.is_file():
         raise NimosefInputError(path, "init_from: checkpoint not found")
-    ck = load_checkpoint(path, map_location=device)
+    ck = load_checkpoint(path, map_location=device, need=("codes", "epoch"))
     if ck.get("model_config") != cfg.model.to_dict():
         raise NimosefInputError(path, f"init_from: model {ck.get('model_config')} differs from "
                                       f"the config's {cfg.model.to_dict()}")

@@ -55,6 +55,7 @@ class NimosefResults:
     extra_nodes: list = field(default_factory=list)
     superres_dir: Path | None = None  # where the shown rec_zF.nii.gz lives, after a resample
     subject: bytes | None = None
+    prior: str | None = None  # the prior the run was fitted with (None: the bundled one)
 
     @property
     def superres_source(self) -> Path:

@@ -83,13 +83,17 @@ def segment_track_args(input_path: str | Path, out_dir: str | Path,
 
 
 def resample_args(subject_file: str | Path, res_factor_z: int, out_dir: str | Path,
-                  first_frame: int | None = None) -> list[str]:
+                  first_frame: int | None = None, prior: str | None = None) -> list[str]:
     """Arguments of ``nimosef resample`` (re-sample the fitted subject, no fitting) with JSON
-    progress; ``first_frame``: the frame to sample and announce (``preview``) first."""
+    progress; ``first_frame``: the frame to sample and announce (``preview``) first; ``prior``:
+    the prior the subject was fitted with, if not the bundled one (the engine never follows a
+    path recorded in the subject file)."""
     args = ["resample", str(subject_file), "--res-factor-z", str(int(res_factor_z)),
             "--out", str(out_dir), "--progress", "json"]
     if first_frame is not None:
         args += ["--first-frame", str(int(first_frame))]
+    if prior:
+        args += ["--prior", str(prior)]
     return args
 
 

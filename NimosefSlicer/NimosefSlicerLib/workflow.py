@@ -188,6 +188,7 @@ class SegmentTrackJob(EngineJob):
             self.cleanup()
             raise
         self.results = self.importer.results
+        self.results.prior = self.options.prior
         if not (self.keep_outputs or not self.owns_work_dir):
             self.results.sequences["segmentation"].SetAttribute(OUTPUT_DIR, "")
         self.cleanup()
@@ -230,7 +231,8 @@ class ResampleJob(EngineJob):
         self.output_dir = out_dir if kept else None
         self.resample_dir = work / f"z{int(res_factor_z)}"
         self.preview_shown = False
-        super().__init__(resample_args(subject, res_factor_z, self.resample_dir, preview_frame),
+        super().__init__(resample_args(subject, res_factor_z, self.resample_dir, preview_frame,
+                                       results.prior),
                          python or sys.executable, engine_parent, work, True)
 
     def handle_event(self, event: ProgressEvent) -> None:

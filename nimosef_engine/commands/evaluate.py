@@ -7,10 +7,12 @@ import json
 import tempfile
 from pathlib import Path
 
+from nimosef_engine.atomic import check_output_path
 from nimosef_engine.benchmark_eval import evaluate_acdc, evaluate_pairs, evaluate_sunnybrook
 from nimosef_engine.errors import NimosefInputError
 from nimosef_engine.progress import cancel_on_signals, make_reporter
-from nimosef_engine.segment_track import QUALITY
+from nimosef_engine.segment_track import QUALITY, SegmentTrackOptions
+from nimosef_engine.segment_track_checks import check_options
 
 
 def register(sub) -> None:
@@ -63,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
         raise NimosefInputError("--pairs", "--layout pairs needs --pairs FILE.json")
     if args.layout != "pairs" and not args.root:
         raise NimosefInputError("--root", f"--layout {args.layout} needs --root")
+    check_output_path(args.out)
+    check_options(SegmentTrackOptions(**options))  # before any patient is read
     reporter = make_reporter(args.progress)
     root = Path(args.root or ".")
     with cancel_on_signals(reporter):

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import io
 import json
 
 import torch
 
-from nimosef_engine.atomic import atomic_write_bytes, atomic_write_text, check_output_path
+from nimosef_engine.atomic import atomic_write_text, check_output_path
 from nimosef_engine.device import resolve_device
+from nimosef_engine.errors import NimosefInputError
 from nimosef_engine.fit import FitConfig, fit_subject
 from nimosef_engine.losses.objective import subject_tensors
 from nimosef_engine.model.checkpoint import load_checkpoint, model_from_checkpoint, prior_id
-from nimosef_engine.progress import cancel_on_signals, make_reporter
+from nimosef_engine.progress import ShareReporter, cancel_on_signals, make_reporter
+from nimosef_engine.safe_load import save_torch_file
 from nimosef_engine.subjects_cli import add_subject_args, selected_subjects
 
 
@@ -37,10 +38,13 @@ def fit_steps_default(ckpt: dict) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    for name, value in (("--steps", args.steps), ("--n-points", args.n_points)):
+        if value is not None and value < 1:
+            raise NimosefInputError(name, f"must be at least 1, got {value}")
     out = check_output_path(args.out, folder=False)
     check_output_path(out.with_suffix(".losses.json"), folder=False)
     device = resolve_device(args.device)
-    ckpt = load_checkpoint(args.checkpoint)
+    ckpt = load_checkpoint(args.checkpoint, need=("code_mean",))
     net = model_from_checkpoint(ckpt, device)
     subjects = selected_subjects(args)
     cfg = FitConfig(steps=args.steps or fit_steps_default(ckpt), n_points=args.n_points,
@@ -51,16 +55,17 @@ def run(args: argparse.Namespace) -> int:
         for i, sd in enumerate(subjects):
             reporter.update("subjects", i / len(subjects), sd.subject_id)
             res = fit_subject(net, subject_tensors(sd, device), cfg,
-                              ckpt["code_mean"].to(device))
+                              ckpt["code_mean"].to(device),
+                              reporter=ShareReporter(reporter, i / len(subjects),
+                                                     (i + 1) / len(subjects),
+                                                     f"{sd.subject_id}: ", stage="subjects"))
             codes.append(res.code.cpu())
             poses.append(res.pose_matrix.cpu())
             losses[sd.subject_id] = res.losses
     reporter.close()
-    buf = io.BytesIO()
-    torch.save({"subject_ids": [s.subject_id for s in subjects], "codes": torch.stack(codes),
-                "pose_matrices": torch.stack(poses), "fit_config": cfg.to_dict(),
-                "prior_id": prior_id(ckpt)}, buf)
-    atomic_write_bytes(out, buf.getvalue())
+    save_torch_file(out, {"subject_ids": [s.subject_id for s in subjects],
+                          "codes": torch.stack(codes), "pose_matrices": torch.stack(poses),
+                          "fit_config": cfg.to_dict(), "prior_id": prior_id(ckpt)})
     atomic_write_text(out.with_suffix(".losses.json"), json.dumps(losses))
     print(out)
     return 0

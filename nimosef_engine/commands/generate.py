@@ -13,6 +13,7 @@ from nimosef_engine.errors import NimosefInputError
 from nimosef_engine.generate import generate_subject
 from nimosef_engine.model.checkpoint import load_checkpoint, model_from_checkpoint
 from nimosef_engine.progress import cancel_on_signals, make_reporter
+from nimosef_engine.safe_load import load_torch_file
 from nimosef_engine.subjects_cli import add_subject_args, selected_subjects
 
 
@@ -33,23 +34,20 @@ def code_table(ckpt: dict, codes_path: str | None) -> dict[str, tuple[torch.Tens
     table = {sid: (ckpt["codes"][i], None) for i, sid in enumerate(ckpt.get("subject_ids", []))}
     if codes_path:
         p = Path(codes_path)
-        if p.is_dir():
-            raise NimosefInputError(p, "is a directory, expected a codes file (.pt) written by "
-                                       "`nimosef fit`")
-        if not p.is_file():
-            raise NimosefInputError(p, "codes file not found")
-        try:
-            c = torch.load(p, map_location="cpu", weights_only=False)
-        except Exception as exc:  # torch raises many types for a damaged or foreign file
-            raise NimosefInputError(p, f"not a readable codes file ({exc.__class__.__name__})") \
-                from None
+        c = load_torch_file(p, "codes file written by `nimosef fit`")
         keys = ("subject_ids", "codes", "pose_matrices")
         if not isinstance(c, dict) or any(k not in c for k in keys) \
                 or not len(c["subject_ids"]) == len(c["codes"]) == len(c["pose_matrices"]):
             raise NimosefInputError(p, "not a codes file written by `nimosef fit` (needs "
                                        "subject_ids, codes and pose_matrices of equal length)")
+        dim = int(ckpt["model_config"].get("code_dim", 0))
         for i, sid in enumerate(c["subject_ids"]):
-            table[sid] = (c["codes"][i], c["pose_matrices"][i])
+            code, pose = c["codes"][i], c["pose_matrices"][i]
+            if not isinstance(code, torch.Tensor) or tuple(code.shape) != (dim,) \
+                    or not isinstance(pose, torch.Tensor) or tuple(pose.shape) != (4, 4):
+                raise NimosefInputError(p, f"the code or pose of {sid!r} does not fit the "
+                                           f"checkpoint (code size {dim}, 4x4 pose)")
+            table[sid] = (code, pose)
     return table
 
 
@@ -68,11 +66,7 @@ def run(args: argparse.Namespace) -> int:
                                 f"no fitted code for {missing[:5]}: run `nimosef fit` first")
     reporter = make_reporter(args.progress)
     with cancel_on_signals(reporter), atomic_path(out) as tmp:
-        tmp.mkdir()
-        if out.is_dir():  # keep what an earlier run wrote there
-            for f in out.iterdir():
-                if f.is_file():
-                    (tmp / f.name).write_bytes(f.read_bytes())
+        tmp.mkdir()  # what an earlier run wrote in OUT is kept (atomic_path)
         for i, sd in enumerate(subjects):
             reporter.update("generate", i / len(subjects), sd.subject_id)
             code, pose = table[sd.subject_id]

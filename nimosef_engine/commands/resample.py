@@ -14,7 +14,11 @@ def register(sub) -> None:
     p.add_argument("subject", help="subject.nimosef written by segment-track")
     p.add_argument("--res-factor-z", type=int, required=True)
     p.add_argument("--out", required=True, help="folder for seg_zF.nii.gz and rec_zF.nii.gz")
-    p.add_argument("--prior", help="prior checkpoint (default: the one used for fitting)")
+    p.add_argument("--prior", help="prior checkpoint the subject was fitted with (default: the "
+                                   "bundled prior; a path the subject file records is never "
+                                   "followed)")
+    p.add_argument("--slice-net", help="slice network the labels were refined with (default: "
+                                       "the bundled one)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--no-clean", action="store_true")
     p.add_argument("--no-refine", action="store_true",
@@ -36,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
         paths = resample_subject(args.subject, args.out, args.res_factor_z, args.prior,
                                  args.device, not args.no_clean, reporter,
                                  args.memory_budget_gb, args.first_frame,
-                                 refine=not args.no_refine)
+                                 refine=not args.no_refine, slice_net=args.slice_net)
     reporter.close()
     if args.progress != "json":
         for p in paths.values():

@@ -15,6 +15,7 @@ from nimosef_engine.train import (
     TrainConfig,
     load_training_subjects,
     read_init_checkpoint,
+    read_resume_checkpoint,
     train,
 )
 
@@ -84,6 +85,11 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     cfg = TrainConfig.from_dict(d)
     if not cfg.root:
         raise NimosefInputError("--root", "a preprocessed dataset root is required")
+    for key in ("epochs", "n_points", "checkpoint_every", "lr_net", "lr_code"):
+        value = getattr(cfg, key)
+        if not isinstance(value, int | float) or not value > 0:
+            raise NimosefInputError(f"--{key.replace('_', '-')}",
+                                    f"must be a positive number, got {value!r}")
     return cfg
 
 
@@ -93,8 +99,11 @@ def run(args: argparse.Namespace) -> int:
     if out.exists() and (out / "checkpoint.pt").exists() and not args.resume:
         raise NimosefInputError(out, "already holds a checkpoint: use --resume or another --out")
     subjects, manifest = load_training_subjects(cfg)  # a bad dataset fails before OUT exists
-    if cfg.init_from and not args.resume:  # so does a checkpoint that does not fit the config
-        read_init_checkpoint(cfg, len(augmentation_table(len(subjects), cfg.augment, cfg.seed)))
+    n_codes = len(augmentation_table(len(subjects), cfg.augment, cfg.seed))
+    if args.resume and (out / "checkpoint.pt").exists():  # so does one that cannot resume
+        read_resume_checkpoint(out / "checkpoint.pt", cfg, n_codes)
+    elif cfg.init_from:  # ... or does not fit the config
+        read_init_checkpoint(cfg, n_codes)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     reporter = make_reporter(args.progress)

@@ -31,6 +31,11 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    for name in ("epochs", "batch", "lr", "max_minutes", "base", "levels"):
+        value = getattr(args, name)
+        if value is not None and not value > 0:
+            raise NimosefInputError("--" + name.replace("_", "-"),
+                                    f"must be a positive number, got {value}")
     out = check_output_path(args.out)
     if (out / "slice_unet.pt").exists():
         raise NimosefInputError(out, "already holds slice_unet.pt: choose another --out")

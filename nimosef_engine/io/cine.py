@@ -184,16 +184,22 @@ def _timing(n: int, frame_times, frame_numbers, n_frames, default_times=None,
         if numbers.min() < 1 or numbers.max() > ncyc or len(set(numbers.tolist())) != n:
             raise NimosefInputError("frame_numbers", f"{numbers.tolist()} must be distinct, "
                                                      f"1-based and <= n_frames={ncyc}")
-        return np.mod(numbers - numbers[0], ncyc) / ncyc, numbers - 1, ncyc
+        rel = np.mod(numbers - numbers[0], ncyc)
+        if np.any(np.diff(rel) <= 0):
+            raise NimosefInputError("frame_numbers", f"{numbers.tolist()} are not in time order "
+                                                     "(the inputs are frames in time order; "
+                                                     "the cycle may wrap once)")
+        return rel / ncyc, numbers - 1, ncyc
     if frame_times is not None:
         times = np.asarray(frame_times, dtype=np.float64)
         if times.shape != (n,) or not np.all(np.isfinite(times)) or times.min() < 0 \
                 or times.max() >= 1:
             raise NimosefInputError("frame_times", f"expected {n} cycle fractions in [0, 1), "
                                                    f"got {times.tolist()}")
-        if len(set(times.tolist())) != n:
-            raise NimosefInputError("frame_times", f"{times.tolist()} gives two frames the "
-                                                   "same time")
+        if np.any(np.diff(np.mod(times - times[0], 1.0)) <= 0):
+            raise NimosefInputError("frame_times", f"{times.tolist()} are not in time order "
+                                                   "(the inputs are frames in time order; the "
+                                                   "cycle may wrap once)")
         # without n_frames, the coarsest cycle in which the frames fall on distinct positions
         cycles = [int(n_frames)] if n_frames is not None else range(n, MAX_CYCLE_FRAMES + 1)
         for ncyc in cycles:

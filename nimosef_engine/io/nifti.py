@@ -38,6 +38,28 @@ def _stored_pixdim(path: Path) -> np.ndarray | None:
     return None
 
 
+# deflate (gzip) compresses at most about 1032:1: a .nii.gz cannot hold more data than this
+# many times its size
+MAX_DEFLATE_RATIO = 1032
+
+
+def _check_declared_size(path: Path, img) -> None:
+    """Refuse a header that declares more data than the file can hold (a damaged or crafted
+    header would otherwise make the reader allocate it: MemoryError or worse)."""
+    if not path.name.lower().endswith((".nii", ".nii.gz")):
+        return  # a .hdr/.img pair: the data are in the other file
+    header = img.header
+    declared = int(np.prod([int(d) for d in header.get_data_shape()], dtype=object)) \
+        * header.get_data_dtype().itemsize
+    offset = int(header.get("vox_offset", 0) or 0)
+    size = path.stat().st_size
+    room = size * MAX_DEFLATE_RATIO if path.name.lower().endswith(".gz") else size - offset
+    if declared > room:
+        raise NimosefInputError(path, f"its header declares a {tuple(img.shape)} image "
+                                      f"({declared / 1024 ** 3:.3g} GB), more than the "
+                                      f"{size}-byte file can hold: truncated or damaged")
+
+
 def load_nifti(path: str | Path, ndim: int | tuple[int, ...] | None = None,
                dtype=np.float32) -> tuple[np.ndarray, np.ndarray]:
     """Load a NIfTI file as ``(array, affine_ras)`` with the true voxel spacing.
@@ -57,7 +79,11 @@ def load_nifti(path: str | Path, ndim: int | tuple[int, ...] | None = None,
             raise NimosefInputError(path, f"invalid voxel size: pixdim "
                                           f"{np.round(pixdim, 4).tolist()} (zero or not finite)")
         img = nib.load(str(path))
+        _check_declared_size(path, img)
         data = np.asarray(img.dataobj)
+    except MemoryError:
+        raise NimosefInputError(path, f"declares a {tuple(img.shape)} image, more than this "
+                                      "machine's memory") from None
     except (OSError, EOFError, zlib.error, gzip.BadGzipFile, ValueError,
             nib.filebasedimages.ImageFileError, nib.spatialimages.HeaderDataError) as exc:
         raise NimosefInputError(path, f"not a readable NIfTI file ({exc.__class__.__name__}: "

@@ -5,22 +5,23 @@ and ``subject_ids`` (training codes), ``code_mean`` (initial code for fitting),
 ``norm_scale_mm``, ``label_names``, ``population_bbox_mm``, ``intensity_normalisation``,
 ``train_config``, ``fit_defaults`` (fitting steps chosen on validation), ``engine_version``,
 ``git_commit``, ``epoch``, and for resuming ``optimizer_state``.
-Writes are atomic: a checkpoint is never half-written.
+Writes are atomic: a checkpoint is never half-written. Reads go through
+:func:`nimosef_engine.safe_load.load_torch_file` (tensors and plain data only, never code), and
+a checkpoint whose weights do not fit its own ``model_config`` is refused when it is read.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import subprocess
 from pathlib import Path
 
 import torch
 
 from nimosef_engine import LABEL_NAMES, __version__
-from nimosef_engine.atomic import atomic_write_bytes
 from nimosef_engine.errors import NimosefInputError
 from nimosef_engine.model.network import ModelConfig, NimosefNet
+from nimosef_engine.safe_load import load_torch_file, save_torch_file
 
 INTENSITY_NORMALISATION = (
     "per-subject clip to the 2nd-98th percentile of the 4D cine, scale to [0,1]")
@@ -43,26 +44,59 @@ def save_checkpoint(path: str | Path, payload: dict) -> None:
     payload.setdefault("git_commit", git_commit())
     payload.setdefault("label_names", {int(k): v for k, v in LABEL_NAMES.items()})
     payload.setdefault("intensity_normalisation", INTENSITY_NORMALISATION)
-    buf = io.BytesIO()
-    torch.save(payload, buf)
-    atomic_write_bytes(path, buf.getvalue())
+    save_torch_file(path, payload)
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
-    """Load a checkpoint dict; NimosefInputError if it is not one."""
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
+                    need: tuple[str, ...] = ()) -> dict:
+    """Load a checkpoint dict safely (tensors and plain data only); NimosefInputError naming
+    ``path`` if it is not a NIMOSEF checkpoint, its weights do not fit its model, or it lacks
+    one of the keys ``need`` (e.g. ``code_mean`` to fit, ``optimizer_state`` to resume)."""
     path = Path(path)
-    if path.is_dir():
-        raise NimosefInputError(path, "is a directory, expected a checkpoint file (.pt)")
-    if not path.is_file():
-        raise NimosefInputError(path, "checkpoint not found")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as exc:  # torch raises many types for corrupt files
-        raise NimosefInputError(path, f"not a readable checkpoint ({exc.__class__.__name__})") \
-            from None
+    ckpt = load_torch_file(path, "checkpoint", map_location)
     if not isinstance(ckpt, dict) or "model_state" not in ckpt or "model_config" not in ckpt:
         raise NimosefInputError(path, "not a NIMOSEF checkpoint (no model_state/model_config)")
+    check_weights(path, ckpt)
+    missing = [k for k in need if ckpt.get(k) is None]
+    if missing:
+        raise NimosefInputError(path, f"checkpoint has no {', '.join(missing)}")
     return ckpt
+
+
+def check_weights(path: str | Path, ckpt: dict) -> None:
+    """Refuse a checkpoint whose weights (``model_state``) and codes do not fit the network its
+    ``model_config`` describes: empty, missing or extra tensors, wrong shapes."""
+    from nimosef_engine.model.slice_unet import SliceUNet, SliceUNetConfig
+
+    state, config = ckpt["model_state"], ckpt["model_config"]
+    if not isinstance(config, dict):
+        raise NimosefInputError(path, "model_config is not a mapping")
+    if not isinstance(state, dict) or not state \
+            or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise NimosefInputError(path, "model_state holds no weights (an empty or foreign "
+                                      "checkpoint)")
+    kind = ckpt.get("kind")
+    try:
+        net = SliceUNet(SliceUNetConfig(**config)) if kind == "slice_unet" \
+            else NimosefNet(ModelConfig(**config))
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise NimosefInputError(path, f"model_config {config} is not a valid network "
+                                      f"({str(exc).splitlines()[0][:120]})") from None
+    want = net.state_dict()
+    missing = sorted(set(want) - set(state))
+    extra = sorted(set(state) - set(want))
+    wrong = sorted(k for k in set(want) & set(state) if want[k].shape != state[k].shape)
+    if missing or extra or wrong:
+        parts = [f"{name} {keys[:3]}" for name, keys in
+                 (("missing", missing), ("unexpected", extra), ("wrong shape", wrong)) if keys]
+        raise NimosefInputError(path, f"weights do not fit its model_config: {'; '.join(parts)}")
+    if kind != "slice_unet":
+        dim = int(config.get("code_dim", ModelConfig.code_dim))
+        for key, ndim in (("codes", 2), ("code_mean", 1)):
+            value = ckpt.get(key)
+            if value is not None and (not isinstance(value, torch.Tensor)
+                                      or value.ndim != ndim or value.shape[-1] != dim):
+                raise NimosefInputError(path, f"{key} does not fit the code size {dim}")
 
 
 def model_from_checkpoint(ckpt: dict, device: str | torch.device = "cpu") -> NimosefNet:

@@ -49,6 +49,9 @@ def test_command_lines_follow_the_engine_contract(tmp_path):
         ["resample", "o/subject.nimosef", "--res-factor-z", "4", "--out", "r",
          "--progress", "json"]
     assert runner.resample_args("o/subject.nimosef", 4, "r", 7)[-2:] == ["--first-frame", "7"]
+    # a subject fitted with another prior is resampled with it (never a path the file records)
+    assert runner.resample_args("o/subject.nimosef", 4, "r", None, "/p/prior.pt")[-2:] == \
+        ["--prior", "/p/prior.pt"]
     assert runner.engine_command("py", "resample")[:3] == ["py", "-m", "nimosef_engine"]
     env = runner.engine_env(tmp_path)
     assert env["PYTHONPATH"].split(":")[0] == str(tmp_path)

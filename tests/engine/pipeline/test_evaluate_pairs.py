@@ -58,7 +58,7 @@ def test_es_at_any_cycle_fraction():
         cine = load_cine(frames, frame_times=[0.0, es])
         assert list(cine.frame_times) == [0.0, es]
         assert len(set(cine.frame_indices.tolist())) == 2
-    with pytest.raises(NimosefInputError, match="same time"):
+    with pytest.raises(NimosefInputError, match="not in time order"):
         load_cine(frames, frame_times=[0.3, 0.3])
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -24,6 +25,7 @@ from nimosef_engine.io.nifti import load_nifti
 from nimosef_engine.meshes import polydata_points, read_vtp
 from nimosef_engine.metrics import dice
 from nimosef_engine.model.checkpoint import load_checkpoint
+from nimosef_engine.outputs import foreign_entries
 from nimosef_engine.refine import REFINE_BETA, REFINE_ITERATIONS, SLICE_GAMMA
 from nimosef_engine.segment_track import (
     BUNDLED_PRIOR,
@@ -32,6 +34,7 @@ from nimosef_engine.segment_track import (
     pose_hypotheses,
 )
 from nimosef_engine.slice_likelihood import load_slice_net
+from nimosef_engine.subject_file import read_subject_file, write_subject_file
 
 DATA = Path(__file__).resolve().parents[2] / "data"
 P090 = DATA / "acdc" / "patient090"
@@ -107,6 +110,8 @@ def test_outputs_overlay_the_input_and_are_complete(st_090):
     assert np.linalg.norm(pts.mean(0) - lv_world.mean(0)) < 10.0
     assert (st_090 / "report.png").stat().st_size > 10_000
     assert (st_090 / "subject.nimosef").is_file() and (st_090 / "config.json").is_file()
+    # every file segment-track wrote is one --overwrite may replace (outputs.py's list)
+    assert foreign_entries(st_090) == []
     assert not list(st_090.parent.glob("*.lock")) and not list(st_090.parent.glob(".*tmp"))
 
 
@@ -155,7 +160,7 @@ def test_resample_reproduces_and_extends_without_fitting(st_090, tmp_path):
 
 def test_labels_are_refined_by_the_image_the_subject_file_keeps(st_090, tmp_path, capsys):
     summary = json.loads((st_090 / "summary.json").read_text())
-    subj = torch.load(st_090 / "subject.nimosef", weights_only=False)
+    subj = read_subject_file(st_090 / "subject.nimosef")
     ref = summary["refinement"]
     assert (ref["beta"], ref["iterations"]) == (REFINE_BETA, REFINE_ITERATIONS)
     # ... and by the bundled slice network, whose id the subject file keeps
@@ -192,25 +197,27 @@ def test_labels_are_refined_by_the_image_the_subject_file_keeps(st_090, tmp_path
     assert np.array_equal(resampled(st_090 / "subject.nimosef", "again"), refined)
     assert shift.any()  # patient090's slices do sit off the fast fit, by up to 3 voxels
     # without the slice network's probabilities, other labels; another network is refused
-    torch.save(dict(subj, slice_net_id=None), tmp_path / "no_net.nimosef")
+    write_subject_file(tmp_path / "no_net.nimosef", dict(subj, slice_net_id=None))
     assert not np.array_equal(resampled(tmp_path / "no_net.nimosef", "no_net"), refined)
-    torch.save(dict(subj, slice_net_id="0123456789ab"), tmp_path / "other_net.nimosef")
+    write_subject_file(tmp_path / "other_net.nimosef", dict(subj, slice_net_id="0123456789ab"))
     resampled(tmp_path / "other_net.nimosef", "other_net", status=2)
     assert "was refined with slice network 0123456789ab, not" in capsys.readouterr().err
-    torch.save(dict(subj, slice_shift=None), tmp_path / "no_shift.nimosef")
+    write_subject_file(tmp_path / "no_shift.nimosef", dict(subj, slice_shift=None))
     assert not np.array_equal(resampled(tmp_path / "no_shift.nimosef", "no_shift"), refined)
-    torch.save(dict(subj, slice_shift=torch.zeros(3, 2)), tmp_path / "bad_shift.nimosef")
+    write_subject_file(tmp_path / "bad_shift.nimosef", dict(subj, slice_shift=torch.zeros(3, 2)))
     resampled(tmp_path / "bad_shift.nimosef", "bad_shift", status=2)
-    assert "bad_shift.nimosef: its slice shifts (3, 2) do not match its" in capsys.readouterr().err
+    assert "bad_shift.nimosef: not a valid subject file: slice_shift has shape (3, 2)" \
+        in capsys.readouterr().err
     # a subject file that keeps no image (written with --no-refine) gives the network's labels
     subj["image_u8"] = None
-    torch.save(subj, tmp_path / "no_image.nimosef")
+    write_subject_file(tmp_path / "no_image.nimosef", subj)
     assert np.array_equal(resampled(tmp_path / "no_image.nimosef", "no_image"), raw)
     # ... and one whose image does not fit its crop is refused
     subj["image_u8"] = torch.zeros((2, 3, 4, 5), dtype=torch.uint8)
-    torch.save(subj, tmp_path / "bad_image.nimosef")
+    write_subject_file(tmp_path / "bad_image.nimosef", subj)
     resampled(tmp_path / "bad_image.nimosef", "bad", status=2)
-    assert "bad_image.nimosef: its image (2, 3, 4, 5) does not match" in capsys.readouterr().err
+    assert "bad_image.nimosef: not a valid subject file: image_u8 has shape (2, 3, 4, 5)" \
+        in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
 
 
@@ -316,8 +323,21 @@ def test_existing_output_and_concurrent_run_are_refused(tmp_path, capsys):
     assert main(["segment-track", str(CINE), "--out", str(out), *FAST]) == 2
     assert "--overwrite" in capsys.readouterr().err
     assert (out / "keep.txt").read_text() == "user data"
+    # --overwrite replaces only segment-track's own outputs: a folder with others is refused
+    assert main(["segment-track", str(CINE), "--out", str(out), "--overwrite", *FAST]) == 2
+    assert "holds files segment-track did not write (keep.txt)" in capsys.readouterr().err
+    assert sorted(os.listdir(out)) == ["keep.txt"]
+    # ... and so is one that holds the input
+    inside = tmp_path / "inside"
+    inside.mkdir()
+    (inside / "cine.nii.gz").write_bytes(CINE.read_bytes())
+    assert main(["segment-track", str(inside / "cine.nii.gz"), "--out", str(inside),
+                 "--overwrite", *FAST]) == 2
+    assert "holds the input" in capsys.readouterr().err
+    assert (inside / "cine.nii.gz").read_bytes() == CINE.read_bytes()
+    # a lock held by a running process (this one) keeps another run out
     lock = tmp_path / "new.lock"
-    lock.write_text("12345")
+    lock.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
     assert main(["segment-track", str(CINE), "--out", str(tmp_path / "new"), *FAST]) == 2
     assert "another segment-track run" in capsys.readouterr().err
     assert not (tmp_path / "new").exists() and lock.exists()
@@ -339,7 +359,7 @@ def test_sigint_cancels_promptly_and_leaves_nothing(tmp_path):
     t0 = time.monotonic()
     proc.send_signal(signal.SIGINT)
     rc = proc.wait(timeout=60)
-    assert rc == 130 and time.monotonic() - t0 < 30
+    assert rc == 130 and time.monotonic() - t0 < 2  # checked at every fitting step
     assert stages[:2] == ["load", "localise"]
     assert os.listdir(tmp_path) == []
 

@@ -11,6 +11,7 @@ import torch
 from nimosef_engine.augment import AugmentConfig, augmentation_table
 from nimosef_engine.cli import main
 from nimosef_engine.model.network import ModelConfig
+from nimosef_engine.safe_load import load_torch_file
 from nimosef_engine.train import AutoDecoder
 
 TINY = ["--width", "32", "--depth", "3", "--code-dim", "16", "--n-points", "1000",
@@ -29,7 +30,7 @@ def test_short_training_lowers_the_loss(preprocessed_acdc, tmp_path):
     assert [h["epoch"] for h in hist] == list(range(1, 9))
     assert hist[-1]["seg"] < 0.9 * hist[0]["seg"]
     assert hist[-1]["intensity"] < hist[0]["intensity"]
-    ck = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
+    ck = load_torch_file(tmp_path / "run" / "checkpoint.pt", "checkpoint")
     assert ck["epoch"] == 8 and ck["codes"].shape == (3, 16)
     assert ck["subject_ids"] == ["sub-001", "sub-080", "sub-090"]
     assert (tmp_path / "run" / "config.yaml").is_file()
@@ -45,8 +46,8 @@ def test_resume_gives_the_same_state_as_an_uninterrupted_run(preprocessed_acdc, 
     assert _train(preprocessed_acdc, tmp_path / "part", 4, *aug) == 2
     assert _train(preprocessed_acdc, tmp_path / "part", 4, "--resume",
                   "--checkpoint-every", "1", *aug) == 0
-    a = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=False)
-    b = torch.load(tmp_path / "part" / "checkpoint.pt", weights_only=False)
+    a = load_torch_file(tmp_path / "full" / "checkpoint.pt", "checkpoint")
+    b = load_torch_file(tmp_path / "part" / "checkpoint.pt", "checkpoint")
     for k in a["model_state"]:
         assert torch.equal(a["model_state"][k], b["model_state"][k]), k
     assert torch.equal(a["codes"], b["codes"])
@@ -60,12 +61,12 @@ def test_init_from_continues_a_checkpoint_without_its_optimizer(preprocessed_acd
     """--init-from: a checkpoint's network, codes and epoch, a new optimizer (a shipped prior
     has none); a different model or a finished schedule is refused before training."""
     assert _train(preprocessed_acdc, tmp_path / "first", 2) == 0
-    first = torch.load(tmp_path / "first" / "checkpoint.pt", weights_only=False)
+    first = load_torch_file(tmp_path / "first" / "checkpoint.pt", "checkpoint")
     stripped = {k: v for k, v in first.items() if k != "optimizer_state"}
     torch.save(stripped, tmp_path / "shipped.pt")
     assert _train(preprocessed_acdc, tmp_path / "more", 3, "--init-from",
                   str(tmp_path / "shipped.pt")) == 0
-    more = torch.load(tmp_path / "more" / "checkpoint.pt", weights_only=False)
+    more = load_torch_file(tmp_path / "more" / "checkpoint.pt", "checkpoint")
     assert more["epoch"] == 3 and [h["epoch"] for h in more["history"]] == [1, 2, 3]
     assert more["history"][:2] == first["history"]
     assert more["train_config"]["init_from"] == str(tmp_path / "shipped.pt")
@@ -89,7 +90,7 @@ def test_ddp_two_processes_on_cpu(preprocessed_acdc, tmp_path):
            *TINY]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    ck = torch.load(Path(tmp_path / "ddp" / "checkpoint.pt"), weights_only=False)
+    ck = load_torch_file(Path(tmp_path / "ddp" / "checkpoint.pt"), "checkpoint")
     assert ck["world_size"] == 2
     assert ck["epoch"] == 2
     # the ranks visited different subjects and averaged gradients: every code moved
@@ -113,20 +114,20 @@ def test_sigkill_mid_training_then_resume_matches_uninterrupted(preprocessed_acd
     ckpt = tmp_path / "killed" / "checkpoint.pt"
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and proc.poll() is None:
-        if ckpt.exists() and torch.load(ckpt, weights_only=False)["epoch"] >= 2:
+        if ckpt.exists() and load_torch_file(ckpt, "checkpoint")["epoch"] >= 2:
             break
         time.sleep(0.1)
     time.sleep(0.2)  # somewhere inside a later epoch
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    killed_at = torch.load(ckpt, weights_only=False)["epoch"]
+    killed_at = load_torch_file(ckpt, "checkpoint")["epoch"]
     assert 2 <= killed_at < 1000
     final = killed_at + 2
     assert _train(preprocessed_acdc, tmp_path / "killed", final, "--resume",
                   "--checkpoint-every", "1") == 0
     assert _train(preprocessed_acdc, tmp_path / "ref", final, "--checkpoint-every", "1") == 0
-    a = torch.load(tmp_path / "ref" / "checkpoint.pt", weights_only=False)
-    b = torch.load(ckpt, weights_only=False)
+    a = load_torch_file(tmp_path / "ref" / "checkpoint.pt", "checkpoint")
+    b = load_torch_file(ckpt, "checkpoint")
     assert a["epoch"] == b["epoch"] == final
     for k in a["model_state"]:
         assert torch.equal(a["model_state"][k], b["model_state"][k]), k
