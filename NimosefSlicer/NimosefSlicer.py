@@ -153,6 +153,8 @@ class NimosefSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.loadCineButton.connect("clicked(bool)", self.onLoadCineButton)
         self.ui.loadDicomFolderButton.connect("clicked(bool)", self.onLoadDicomFolderButton)
         self.ui.exportCsvButton.connect("clicked(bool)", self.onExportCsvButton)
+        self.ui.trackPointsButton.connect("clicked(bool)", self.onTrackPointsButton)
+        self.ui.pointsSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.updateButtons)
         self.ui.resolutionSlider.connect("valueChanged(double)", self.onResolutionChanged)
         self.pollTimer.connect("timeout()", self.onPollJob)
         self.importTimer.connect("timeout()", self.onImportStep)
@@ -235,6 +237,9 @@ class NimosefSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.applyButton.enabled = running or hasInput
         self.ui.applyButton.text = _("Cancel") if running else _("Segment && Track")
         self.ui.exportCsvButton.enabled = self.results is not None and not running
+        self.ui.trackPointsButton.enabled = (
+            not running and self.results is not None and "motion" in self.results.sequences
+            and self.ui.pointsSelector.currentNode() is not None)
         self.ui.loadCineButton.enabled = not running
         self.ui.loadDicomFolderButton.enabled = not running
 
@@ -310,6 +315,14 @@ class NimosefSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 written = self.logic.exportCurvesCsv(self.results, path)
                 self.ui.statusLabel.text = _("Volume curves written to {path}").format(
                     path=written)
+
+    def onTrackPointsButton(self) -> None:
+        with slicer.util.tryWithErrorDisplay(_("Failed to track the points."), waitCursor=True):
+            tracked = self.logic.trackPoints(self.results, self.ui.pointsSelector.currentNode())
+            self.ui.statusLabel.text = _("Tracked {n} points: '{name}' plays with the cine, "
+                                         "'{table}' holds the trajectories.").format(
+                n=len(tracked.labels), name=tracked.proxy.GetName(),
+                table=tracked.table.GetName())
 
     # -------------------------------------------------------------------- background jobs
     def startPolling(self, message: str) -> None:
@@ -567,6 +580,13 @@ class NimosefSlicerLogic(ScriptedLoadableModuleLogic):
         if results is None:
             raise ValueError(_("Run Segment & Track first."))
         return str(export_table_csv(results.table, path))
+
+    def trackPoints(self, results, pointList):
+        """Points placed on the end-diastolic frame, followed through the cycle (a point list
+        in the cine's browser and a trajectory table). Raises ValueError when it cannot."""
+        from NimosefSlicerLib.tracking import track_points
+
+        return track_points(self.context(), results, pointList)
 
     @staticmethod
     def showResults(results) -> None:

@@ -33,7 +33,8 @@ log = logging.getLogger(__name__)
 SEGMENT_TRACK_OUTPUTS = (
     "seg.nii.gz", "seg_z*.nii.gz", "rec_z*.nii.gz", "preview_z*.nii.gz", "motion.parquet",
     "volumes.csv", "summary.json", "config.json", "report.png", "subject.nimosef",
-    "meshes", "meshes/frame_*_*.vtp",
+    "meshes", "meshes/frame_*_*.vtp", "strain.csv", "motion", "motion/to_ed_*.nii.gz",
+    "motion/from_ed_*.nii.gz",
 )
 # files a desktop's file browser leaves in folders it shows: kept, never a reason to refuse
 OS_FILES = (".DS_Store", "Thumbs.db", "desktop.ini")

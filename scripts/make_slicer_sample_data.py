@@ -1,7 +1,7 @@
 """Make the data the Slicer extension ships, from ACDC patient090 (tests/data/acdc/patient090).
 
     VTK_DEFAULT_OPENGL_WINDOW=vtkEGLRenderWindow OMP_NUM_THREADS=1 \
-        python scripts/make_slicer_sample_data.py [--skip-engine]
+        python scripts/make_slicer_sample_data.py [--skip-engine] [--engine-out DIR]
 
 1. ``NimosefSlicer/Resources/SampleData/patient090_cine.seq.nrrd``: the whole 12-frame demo cine
    as a Slicer volume sequence (read by the engine's NIfTI reader, written by Slicer's own
@@ -11,8 +11,9 @@
    module's light self-test: the cine cropped in-plane around the heart and cut to a few
    frames (``cine.seq.nrrd``), and the engine's output on it (``segment-track --quality fast``
    with the bundled prior), keeping only the files the scene import reads
-   (``summary.json``, ``volumes.csv``, ``seg.nii.gz``, ``rec_z2.nii.gz``,
-   ``motion.parquet``) plus ``config.json``; ``PROVENANCE.md`` records how.
+   (``summary.json``, ``volumes.csv``, ``seg.nii.gz``, ``rec_z2.nii.gz``, ``strain.csv``,
+   ``motion/from_ed_NN.nii.gz``) plus ``config.json``; ``PROVENANCE.md`` records how.
+   ``--engine-out DIR`` keeps a copy of the engine's whole output folder in ``DIR``.
 
 ACDC data: research, non-commercial use; cite O. Bernard et al., IEEE TMI 37(11), 2018
 (DATA_LICENSES.md).
@@ -39,7 +40,8 @@ FRAME_NUMBERS = (4, 8, 11)  # 1-based, of 12: ED (Info.cfg ED: 4), one between, 
 CROP_PX = 72  # in-plane crop around the heart, pixels (1.79 mm: ~129 mm)
 RES_FACTOR_Z = 2
 KEPT = ("summary.json", "volumes.csv", "seg.nii.gz", f"rec_z{RES_FACTOR_Z}.nii.gz",
-        "motion.parquet", "config.json")
+        "strain.csv", "config.json")
+KEPT_GLOBS = ("motion/from_ed_*.nii.gz",)  # the motion the scene shows (to_ed is not read)
 
 
 def sha256(path: Path) -> str:
@@ -78,6 +80,8 @@ def main() -> None:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--skip-engine", action="store_true",
                     help="only rewrite the sample cine")
+    ap.add_argument("--engine-out", type=Path,
+                    help="also keep the engine's whole output folder here (must not exist)")
     args = ap.parse_args()
     from NimosefSlicerLib.cine import load_cine_file, save_sequence_file
     from NimosefSlicerLib.context import create_headless_context
@@ -101,13 +105,20 @@ def main() -> None:
         if out.exists():
             shutil.rmtree(out)
         out.mkdir(parents=True)
-        for name in KEPT:
-            shutil.copy2(work / "out" / name, out / name)
+        if args.engine_out is not None:
+            shutil.copytree(work / "out", args.engine_out)
+        kept = [work / "out" / name for name in KEPT]
+        for pattern in KEPT_GLOBS:
+            kept += sorted((work / "out").glob(pattern))
+        for path in kept:
+            target = out / path.relative_to(work / "out")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, target)
         cine = load_cine_file(ctx, crop)
         save_sequence_file(cine.sequence, out / "cine.seq.nrrd")
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, text=True,
                             capture_output=True).stdout.strip()
-    files = sorted(p for p in out.iterdir() if p.name != "PROVENANCE.md")
+    files = sorted(p for p in out.rglob("*") if p.is_file() and p.name != "PROVENANCE.md")
     lines = [
         "# Provenance of this folder",
         "",
@@ -129,12 +140,13 @@ def main() -> None:
         "",
         "| file | bytes | SHA-256 |",
         "|---|---|---|",
-        *[f"| `{p.name}` | {p.stat().st_size} | `{sha256(p)}` |" for p in files],
+        *[f"| `{p.relative_to(out).as_posix()}` | {p.stat().st_size} | `{sha256(p)}` |"
+          for p in files],
         "",
     ]
     (out / "PROVENANCE.md").write_text("\n".join(lines), encoding="utf-8")
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
-    total = sum(p.stat().st_size for p in out.iterdir())
+    total = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     print(f"{out.relative_to(REPO)}: {total} bytes; LV EF {summary['LV_EF_pct']:.1f} %")
 
 

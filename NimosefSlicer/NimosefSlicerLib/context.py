@@ -66,7 +66,7 @@ def _loaded_terminology_names(terminologies_logic) -> list[str]:
 
 def create_headless_context(with_io: bool = True) -> SceneContext:
     """A real MRML scene with the Volumes, Sequences, Segmentations, Models, Tables, Plots,
-    Colors and Terminologies logics registered, as the Slicer app sets it up.
+    Markups, Colors and Terminologies logics registered, as the Slicer app sets it up.
 
     ``with_io`` adds the cache and data-IO managers that ``.mrb`` reading needs.
     Also sets ``slicer.mrmlScene`` so that ``slicer.util`` helpers work.
@@ -96,6 +96,7 @@ def create_headless_context(with_io: bool = True) -> SceneContext:
                       ("Models", slicer.vtkSlicerModelsLogic),
                       ("Tables", slicer.vtkSlicerTablesLogic),
                       ("Plots", slicer.vtkSlicerPlotsLogic),
+                      ("Markups", slicer.vtkSlicerMarkupsLogic),
                       ("Terminologies", slicer.vtkSlicerTerminologiesModuleLogic),
                       ("SubjectHierarchy", slicer.vtkSlicerSubjectHierarchyModuleLogic)):
         logic = cls()

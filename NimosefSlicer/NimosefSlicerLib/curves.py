@@ -44,25 +44,48 @@ def read_volume_curves(path: str | Path) -> dict[str, np.ndarray]:
         raise NimosefInputError(path, f"not a number: {exc}") from None
 
 
+def fill_table(table_node, columns: dict[str, np.ndarray | list],
+               decimals: dict[str, int] | None = None, units: dict[str, str] | None = None
+               ) -> None:
+    """Replace the table's columns with ``columns`` (in their order): an integer array gives
+    an int column, a list of str a string column, anything else a double column rounded to
+    ``decimals[name]`` when given; ``units`` sets column unit labels."""
+    import vtk
+
+    decimals, units = decimals or {}, units or {}
+    table = vtk.vtkTable()
+    for name, values in columns.items():
+        if isinstance(values, list) and all(isinstance(v, str) for v in values):
+            column = vtk.vtkStringArray()
+            for v in values:
+                column.InsertNextValue(v)
+        elif np.issubdtype(np.asarray(values).dtype, np.integer):
+            column = vtk.vtkIntArray()
+            for v in np.asarray(values):
+                column.InsertNextValue(int(v))
+        else:
+            column = vtk.vtkDoubleArray()
+            values = np.asarray(values, dtype=np.float64)
+            if name in decimals:
+                values = np.round(values, decimals[name])
+            for v in values:
+                column.InsertNextValue(float(v))
+        column.SetName(name)
+        table.AddColumn(column)
+    table_node.SetAndObserveTable(table)
+    for name, unit in units.items():
+        table_node.SetColumnUnitLabel(name, unit)
+    table_node.Modified()
+
+
 def fill_volume_table(table_node, curves: dict[str, np.ndarray]) -> None:
     """Replace the table's columns with ``curves`` (frame as int, the others as double,
     rounded to :data:`DECIMALS`)."""
-    import vtk
-
-    table = vtk.vtkTable()
-    for name in CURVE_COLUMNS:
-        values = np.asarray(curves[name])
-        column = vtk.vtkIntArray() if name == "frame" else vtk.vtkDoubleArray()
-        column.SetName(name)
-        for v in np.round(values.astype(np.float64), DECIMALS[name]):
-            column.InsertNextValue(int(v) if name == "frame" else float(v))
-        table.AddColumn(column)
-    table_node.SetAndObserveTable(table)
-    for name in CURVE_COLUMNS:
-        unit = "mL" if name.endswith("_mL") else ("ms" if name == "time_ms" else "")
-        if unit:
-            table_node.SetColumnUnitLabel(name, unit)
-    table_node.Modified()
+    columns = {name: (np.asarray(curves[name]).round().astype(np.int64) if name == "frame"
+                      else np.asarray(curves[name])) for name in CURVE_COLUMNS}
+    units = {name: ("mL" if name.endswith("_mL") else "ms") for name in CURVE_COLUMNS
+             if name.endswith("_mL") or name == "time_ms"}
+    fill_table(table_node, columns, DECIMALS, units)
 
 
 def add_volume_table(scene, curves: dict[str, np.ndarray], name: str):
@@ -72,31 +95,53 @@ def add_volume_table(scene, curves: dict[str, np.ndarray], name: str):
     return table_node
 
 
-def add_volume_chart(scene, table_node, colors: dict[str, tuple[float, float, float]],
-                     name: str):
-    """A plot chart with one line per chamber (volume in mL against time in ms)."""
+def time_axis(curves: dict[str, np.ndarray]) -> tuple[str, str]:
+    """(column, axis title) of the time axis of a chart: ``time_ms`` when every frame has a
+    trigger time, else ``time`` (fraction of the cycle)."""
+    if np.all(np.isfinite(np.asarray(curves.get("time_ms", [np.nan]), dtype=np.float64))):
+        return "time_ms", "time (ms)"
+    return "time", "time (fraction of the cycle)"
+
+
+def add_line_chart(scene, table_node, columns: dict[str, tuple[float, float, float]],
+                   x_column: str, name: str, title: str, x_title: str, y_title: str):
+    """A plot chart of ``table_node`` with one series per ``columns`` entry (its colour)
+    against ``x_column``."""
     chart = scene.AddNewNodeByClass("vtkMRMLPlotChartNode", name)
-    chart.SetTitle("Volume curves")
-    chart.SetXAxisTitle("time (ms)")
-    chart.SetYAxisTitle("volume (mL)")
-    for column in PLOTTED:
+    chart.SetTitle(title)
+    chart.SetXAxisTitle(x_title)
+    chart.SetYAxisTitle(y_title)
+    for column, color in columns.items():
         series = scene.AddNewNodeByClass("vtkMRMLPlotSeriesNode", f"{name} {column}")
         series.SetAndObserveTableNodeID(table_node.GetID())
-        series.SetXColumnName("time_ms")
+        series.SetXColumnName(x_column)
         series.SetYColumnName(column)
         series.SetPlotType(slicer.vtkMRMLPlotSeriesNode.PlotTypeScatter)
         series.SetMarkerStyle(slicer.vtkMRMLPlotSeriesNode.MarkerStyleCircle)
-        series.SetColor(*colors.get(column, (0.2, 0.2, 0.2)))
+        series.SetColor(*color)
         chart.AddAndObservePlotSeriesNodeID(series.GetID())
     return chart
 
 
-def table_columns(table_node) -> dict[str, np.ndarray]:
-    """The table node's columns as arrays."""
+def add_volume_chart(scene, table_node, colors: dict[str, tuple[float, float, float]],
+                     name: str):
+    """A plot chart with one line per chamber (volume in mL against time in ms, or in
+    fractions of the cycle where the cine has no trigger times)."""
+    x_column, x_title = time_axis(table_columns(table_node))
+    return add_line_chart(scene, table_node,
+                          {c: colors.get(c, (0.2, 0.2, 0.2)) for c in PLOTTED}, x_column,
+                          name, "Volume curves", x_title, "volume (mL)")
+
+
+def table_columns(table_node) -> dict[str, np.ndarray | list[str]]:
+    """The table node's columns as arrays (string columns as lists of str)."""
     table = table_node.GetTable()
-    out = {}
+    out: dict[str, np.ndarray | list[str]] = {}
     for c in range(table.GetNumberOfColumns()):
         column = table.GetColumn(c)
+        if column.IsA("vtkStringArray"):
+            out[column.GetName()] = [column.GetValue(r) for r in range(table.GetNumberOfRows())]
+            continue
         out[column.GetName()] = np.array([column.GetVariantValue(r).ToDouble()
                                           for r in range(table.GetNumberOfRows())])
     return out

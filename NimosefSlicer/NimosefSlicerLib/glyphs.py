@@ -1,4 +1,8 @@
-"""Displacement arrows: one glyph polydata per frame from boundary points and vectors (RAS mm)."""
+"""Displacement arrows: one glyph polydata per frame from points and vectors (RAS mm).
+
+The module puts the arrows on the end-diastolic myocardium's surface (the closed surface the
+3D view shows, :func:`segment_surface_points`), each along that point's displacement to the
+frame shown (``motion/from_ed_NN.nii.gz`` sampled there: :mod:`.motion`)."""
 
 from __future__ import annotations
 
@@ -66,3 +70,19 @@ def glyph_magnitudes(polydata: vtk.vtkPolyData) -> np.ndarray:
     """The ``displacement_mm`` scalars of a glyph polydata (one per output vertex)."""
     array = polydata.GetPointData().GetArray(MAGNITUDE_ARRAY)
     return np.zeros(0) if array is None else vtk_to_numpy(array).copy()
+
+
+def segment_surface_points(segmentation_node, segment_id: str) -> np.ndarray:
+    """Points ``(N, 3)`` RAS mm of a segment's closed surface (computed if needed; empty for
+    an empty segment)."""
+    import slicer
+
+    segmentation = segmentation_node.GetSegmentation()
+    name = slicer.vtkSegmentationConverter.GetClosedSurfaceRepresentationName()
+    if not segmentation.ContainsRepresentation(name):
+        segmentation.CreateRepresentation(name)
+    segment = segmentation.GetSegment(segment_id)
+    surface = segment.GetRepresentation(name) if segment is not None else None
+    if surface is None or surface.GetNumberOfPoints() == 0:
+        return np.zeros((0, 3))
+    return vtk_to_numpy(surface.GetPoints().GetData()).astype(np.float64).reshape(-1, 3)

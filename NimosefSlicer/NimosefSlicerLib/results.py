@@ -1,8 +1,9 @@
 """Read a segment-track output folder (DESIGN.md) into the scene, synchronised to the cine.
 
 Every output sequence takes the cine's index values and joins the cine's browser, so one
-play button animates the cine, the segmentation, the super-resolved intensities and the
-arrows. Result nodes carry the attribute ``NIMOSEF.role`` so that a re-run replaces them.
+play button animates the cine, the segmentation, the super-resolved intensities, the motion
+(a grid transform per frame, :mod:`.motion`) and the arrows. Result nodes carry the
+attribute ``NIMOSEF.role`` so that a re-run replaces them.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from . import curves, glyphs
+from . import curves, glyphs, motion
+from . import strain as strain_lib
 from .cine import (
     ROLE,
     CineNodes,
@@ -38,7 +40,9 @@ SUMMARY_KEYS = ("LV_EDV_mL", "LV_ESV_mL", "LV_SV_mL", "LV_EF_pct", "RV_EDV_mL", 
 @dataclass
 class NimosefResults:
     """Result nodes of one run. Sequences live in the cine's browser; ``proxies`` maps a role
-    (``segmentation``, ``superres``, ``glyphs``) to the node the browser shows.
+    (``segmentation``, ``superres``, ``motion``, ``glyphs``) to the node the browser shows;
+    ``strain_table`` / ``strain_chart`` (global strain per frame) and ``peak_table`` (peak
+    strain per AHA segment) exist when the motion was imported.
 
     ``subject`` holds the fitted ``subject.nimosef`` (bytes) so that the z-resolution slider
     can re-sample after the run's work folder is gone; ``output_dir`` is the engine's output
@@ -56,6 +60,9 @@ class NimosefResults:
     superres_dir: Path | None = None  # where the shown rec_zF.nii.gz lives, after a resample
     subject: bytes | None = None
     prior: str | None = None  # the prior the run was fitted with (None: the bundled one)
+    strain_table: Any = None
+    strain_chart: Any = None
+    peak_table: Any = None
 
     @property
     def superres_source(self) -> Path:
@@ -140,12 +147,17 @@ def _read_nifti_sitk(path: Path, ndim: int, dtype) -> tuple[np.ndarray, np.ndarr
         data = data[..., 0]
     if data.ndim != ndim:
         raise NimosefInputError(path, f"expected a {ndim}D image, got {data.ndim}D")
+    return data.astype(dtype, copy=False), sitk_affine_ras(image)
+
+
+def sitk_affine_ras(image) -> np.ndarray:
+    """The (4, 4) voxel -> RAS matrix of the first three axes of a SimpleITK image (LPS)."""
     dim = image.GetDimension()
     direction = np.array(image.GetDirection(), dtype=np.float64).reshape(dim, dim)[:3, :3]
     affine = np.eye(4)
     affine[:3, :3] = direction * np.array(image.GetSpacing()[:3])
     affine[:3, 3] = image.GetOrigin()[:3]
-    return data.astype(dtype, copy=False), np.diag([-1.0, -1.0, 1.0, 1.0]) @ affine  # LPS->RAS
+    return np.diag([-1.0, -1.0, 1.0, 1.0]) @ affine  # LPS -> RAS
 
 
 def _tag(node, role: str, cine: CineNodes) -> None:
@@ -250,23 +262,48 @@ def add_segmentation_sequence(ctx, cine: CineNodes, labels_xyzt: np.ndarray,
     return sequence, proxy
 
 
-def read_motion(out_dir: Path) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-    """``motion.parquet`` -> ``{frame: (points (N, 3) RAS mm, displacement (N, 3) mm)}``."""
-    import pyarrow.parquet as pq
-
+def read_motion_fields(out_dir: Path, n_frames: int, affine_ras: np.ndarray
+                       ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``motion/from_ed_NN.nii.gz`` of every frame, each cut to where it moves
+    (:func:`motion.crop_to_support`): ``[(vectors (X, Y, Z, 3) RAS mm, affine_ras)] * T``.
+    ``NimosefInputError`` names a missing file or one not on the cine's grid
+    ``affine_ras``."""
     from nimosef_engine.errors import NimosefInputError
 
-    path = output_file(out_dir, "motion.parquet")
-    table = pq.read_table(path)
-    needed = ["frame", "x", "y", "z", "ux", "uy", "uz"]
-    missing = [c for c in needed if c not in table.column_names]
-    if missing:
-        raise NimosefInputError(path, f"missing columns {missing}")
-    cols = {c: table.column(c).to_numpy() for c in needed}
-    points = np.stack([cols["x"], cols["y"], cols["z"]], 1).astype(np.float64)
-    vectors = np.stack([cols["ux"], cols["uy"], cols["uz"]], 1).astype(np.float64)
-    frames = cols["frame"].astype(np.int64)
-    return {int(f): (points[frames == f], vectors[frames == f]) for f in np.unique(frames)}
+    fields = []
+    for t in range(n_frames):
+        path = motion.field_path(out_dir, t)
+        vectors, affine = motion.read_displacement_field(path)
+        if not np.allclose(affine, affine_ras, atol=1e-3):
+            raise NimosefInputError(path, "not on the grid of seg.nii.gz")
+        fields.append(motion.crop_to_support(vectors, affine))
+    return fields
+
+
+def motion_ed_frame(summary: dict) -> int:
+    """The frame the motion fields start from (``summary.json``: ``motion.ed_frame``)."""
+    return int((summary.get("motion") or {}).get("ed_frame", summary["ed_frame"]))
+
+
+def _motion_frames(sequence, fields: list[tuple[np.ndarray, np.ndarray]],
+                   values: list[str]) -> Iterator[str]:
+    """Fill ``sequence`` with one grid transform node per frame (ED -> frame, to parent)."""
+    name = sequence.GetName()
+    for t, value in enumerate(values):
+        sequence.SetDataNodeAtValue(motion.new_motion_node(*fields[t], f"{name}_{t:02d}"),
+                                    value)
+        yield f"motion frame {t + 1}/{len(values)}"
+
+
+def myocardium_arrows(ed_segmentation, fields: list[tuple[np.ndarray, np.ndarray]]
+                      ) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Arrows on the ED myocardium's closed surface (at most
+    :data:`glyphs.MAX_ARROWS_PER_FRAME` of its points, the same in every frame), each along
+    the frame's ``from_ed`` field there: ``{frame: (points (N, 3), vectors (N, 3))}`` RAS mm."""
+    points = glyphs.segment_surface_points(ed_segmentation, "MYO")
+    points = points[glyphs.subsample_indices(len(points))]
+    return {t: (points, motion.displacements(motion.grid_transform(*field), points))
+            for t, field in enumerate(fields)}
 
 
 def add_glyph_sequence(ctx, cine: CineNodes,
@@ -297,6 +334,17 @@ def _add_curves(ctx, cine: CineNodes, table_curves: dict, summary: dict, name: s
     chart = curves.add_volume_chart(ctx.scene, table, colors, f"{name} volume curves")
     _tag(chart, "chart", cine)
     return table, chart
+
+
+def _add_strain(ctx, cine: CineNodes, strain: dict, volume_curves: dict, name: str) -> dict:
+    """Global strain table and chart, peak strain per AHA segment table (tagged)."""
+    table = strain_lib.add_strain_table(ctx.scene, strain, volume_curves, f"{name} strain")
+    _tag(table, "strain_table", cine)
+    chart = strain_lib.add_strain_chart(ctx.scene, table, f"{name} strain curves")
+    _tag(chart, "strain_chart", cine)
+    peak = strain_lib.add_peak_table(ctx.scene, strain, f"{name} peak strain (AHA segments)")
+    _tag(peak, "peak_table", cine)
+    return {"strain_table": table, "strain_chart": chart, "peak_table": peak}
 
 
 def _remove_with_dependents(scene, node) -> None:
@@ -341,8 +389,9 @@ class OutputData:
     """A segment-track output folder read into memory: numpy arrays and plain Python only,
     no scene, so :func:`read_output_folder` may run in a worker thread. Labels ``(X, Y, Z,
     T)`` uint8 on the cine grid, super-resolved intensities ``(X, Y, Z*F, T)`` float32,
-    motion ``{frame: (points (N, 3), displacement (N, 3))}`` RAS mm (None when not read),
-    volume curves ``{column: (T,)}``; ``subject`` the fitted ``subject.nimosef`` bytes."""
+    volume curves ``{column: (T,)}``; ``subject`` the fitted ``subject.nimosef`` bytes.
+    ``motion``: the ``from_ed`` field of every frame (:func:`read_motion_fields`) and
+    ``strain`` the rows of ``strain.csv`` (:func:`strain.read_strain`), None when not read."""
 
     out_dir: Path
     res_factor_z: int
@@ -352,8 +401,9 @@ class OutputData:
     rec: np.ndarray
     rec_affine: np.ndarray
     curves: dict
-    motion: dict | None
+    motion: list | None
     subject: bytes | None
+    strain: dict | None = None
 
 
 def read_output_folder(out_dir: str | Path, res_factor_z: int, n_frames: int,
@@ -377,11 +427,14 @@ def read_output_folder(out_dir: str | Path, res_factor_z: int, n_frames: int,
     if len(table_curves["frame"]) != n_frames:
         raise NimosefInputError(out_dir / "volumes.csv",
                                 f"{len(table_curves['frame'])} rows, the cine has {n_frames}")
-    motion = read_motion(out_dir) if with_motion else None
+    fields = strain = None
+    if with_motion:
+        fields = read_motion_fields(out_dir, n_frames, labels_affine)
+        strain = strain_lib.read_strain(output_file(out_dir, strain_lib.STRAIN_FILE), n_frames)
     subject_path = out_dir / "subject.nimosef"
     subject = subject_path.read_bytes() if subject_path.is_file() else None
     return OutputData(out_dir, int(res_factor_z), summary, labels, labels_affine, rec,
-                      rec_affine, table_curves, motion, subject)
+                      rec_affine, table_curves, fields, subject, strain)
 
 
 class ResultsImport:
@@ -392,20 +445,19 @@ class ResultsImport:
     it did. The scene changes only in the last steps, after every file was read and every
     frame built: a bad folder leaves it as it was. ``results`` is set at the end.
 
-    ``with_glyphs=False`` skips the arrows (``motion.parquet`` needs pyarrow, which a bare
-    Slicer lacks)."""
+    ``with_motion=False`` skips the motion (transforms, arrows, strain tables and chart)."""
 
     def __init__(self, ctx, cine: CineNodes, out_dir: str | Path, res_factor_z: int,
-                 name: str = "NIMOSEF", with_glyphs: bool = True, glyph_scale: float = 1.0):
+                 name: str = "NIMOSEF", with_motion: bool = True, glyph_scale: float = 1.0):
         self.ctx, self.cine, self.out_dir = ctx, cine, Path(out_dir)
         self.res_factor_z, self.name = int(res_factor_z), name
-        self.with_glyphs, self.glyph_scale = with_glyphs, glyph_scale
+        self.with_motion, self.glyph_scale = with_motion, glyph_scale
         self.data: OutputData | None = None
         self.results: NimosefResults | None = None
 
     def read(self) -> OutputData:
         self.data = read_output_folder(self.out_dir, self.res_factor_z, self.cine.n_frames,
-                                       self.with_glyphs)
+                                       self.with_motion)
         return self.data
 
     def steps(self) -> Iterator[str]:
@@ -421,9 +473,17 @@ class ResultsImport:
         sr_seq.SetAttribute(RES_FACTOR, str(self.res_factor_z))
         yield from _volume_frames(sr_seq, data.rec, data.rec_affine, values)
         built = {"segmentation": seg_seq, "superres": sr_seq}
-        if self.with_glyphs:
+        arrows = None
+        if self.with_motion:
+            mo_seq = _detached_output_sequence(cine, f"{name} motion", "motion")
+            ed = motion_ed_frame(data.summary)
+            mo_seq.SetAttribute(motion.ED_FRAME, str(ed))
+            yield from _motion_frames(mo_seq, data.motion, values)
+            built["motion"] = mo_seq
+            arrows = myocardium_arrows(seg_seq.GetNthDataNode(ed), data.motion)
+            yield "arrow anchors on the ED myocardium"
             gl_seq = _detached_output_sequence(cine, f"{name} displacement", "glyphs")
-            yield from _glyph_frames(gl_seq, data.motion, values, self.glyph_scale)
+            yield from _glyph_frames(gl_seq, arrows, values, self.glyph_scale)
             built["glyphs"] = gl_seq
         remove_results(self.ctx, cine)
         yield "removed earlier results"
@@ -433,14 +493,20 @@ class ResultsImport:
         proxies["superres"] = _attach(self.ctx, cine, sr_seq)
         proxies["superres"].CreateDefaultDisplayNodes()
         yield "super-resolved sequence shown"
-        if self.with_glyphs:
+        strain_nodes = {}
+        if self.with_motion:
+            proxies["motion"] = _attach(self.ctx, cine, built["motion"])
+            yield "motion transforms in the browser"
             proxies["glyphs"] = _attach(self.ctx, cine, built["glyphs"])
-            _style_glyphs(self.ctx, proxies["glyphs"], data.motion)
+            _style_glyphs(self.ctx, proxies["glyphs"], arrows)
             yield "arrows shown"
+            strain_nodes = _add_strain(self.ctx, cine, data.strain, data.curves, name)
+            yield "strain tables and chart"
         table, chart = _add_curves(self.ctx, cine, data.curves, data.summary, name)
         cine.browser.SetSelectedItemNumber(cine.browser.GetSelectedItemNumber())
         self.results = NimosefResults(cine, built, proxies, table, chart, data.summary,
-                                      self.out_dir, self.res_factor_z, subject=data.subject)
+                                      self.out_dir, self.res_factor_z, subject=data.subject,
+                                      **strain_nodes)
         yield "volume curves shown"
 
     def run(self, step_seconds: list[tuple[str, float]] | None = None) -> NimosefResults:
@@ -457,10 +523,10 @@ class ResultsImport:
 
 
 def import_results(ctx, cine: CineNodes, out_dir: str | Path, res_factor_z: int,
-                   name: str = "NIMOSEF", with_glyphs: bool = True) -> NimosefResults:
+                   name: str = "NIMOSEF", with_motion: bool = True) -> NimosefResults:
     """Import a complete segment-track output folder for ``cine`` (earlier results replaced),
     blocking (:class:`ResultsImport` does it in steps)."""
-    return ResultsImport(ctx, cine, out_dir, res_factor_z, name, with_glyphs).run()
+    return ResultsImport(ctx, cine, out_dir, res_factor_z, name, with_motion).run()
 
 
 def load_superres(out_dir: Path, res_factor_z: int) -> tuple[np.ndarray, np.ndarray, Path]:

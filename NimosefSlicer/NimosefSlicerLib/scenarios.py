@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import curves, glyphs, results, segments
+from . import curves, glyphs, motion, results, segments, tracking
+from . import strain as strain_lib
 from .cine import CineNodes, export_cine_to_nifti, ijk_to_ras, load_cine_file, volume_array_xyz
 from .runner import ProgressEvent, SegmentTrackOptions, process_alive
 from .workflow import EngineJob, ResampleJob, SegmentTrackJob
@@ -153,7 +154,17 @@ def check_results(ctx, res: results.NimosefResults, frames: tuple[int, ...] | No
 
     labels, seg_affine = results.read_output_nifti(res.output_dir / "seg.nii.gz", 4, np.uint8)
     rec, rec_affine, _ = results.load_superres(res.superres_source, res.res_factor_z)
-    motion = results.read_motion(res.output_dir) if "glyphs" in res.sequences else None
+    with_motion = "motion" in res.sequences
+    if with_motion:
+        ed = results.motion_ed_frame(res.summary)
+        _check(res.sequences["motion"].GetAttribute(motion.ED_FRAME) == str(ed),
+               "the motion sequence does not start from the ED frame of summary.json")
+        anchors = glyphs.segment_surface_points(
+            res.sequences["segmentation"].GetNthDataNode(ed), "MYO")
+        anchors = anchors[glyphs.subsample_indices(len(anchors))]
+        myo = np.argwhere(labels[..., ed] == 2)
+        myo = myo[np.linspace(0, len(myo) - 1, min(len(myo), 200)).astype(int)]
+        probe_ijk = np.vstack([myo, myo + np.array([0.5, 0.25, 0.5])])  # nodes and between
     cine_affine = ijk_to_ras(cine.sequence.GetNthDataNode(0))
     _check(np.allclose(seg_affine, cine_affine, atol=1e-4), "seg.nii.gz is not on the cine grid")
     want_affine, want_shape = resample_grid_z(cine_affine, labels.shape[:3], res.res_factor_z)
@@ -187,17 +198,8 @@ def check_results(ctx, res: results.NimosefResults, frames: tuple[int, ...] | No
         _check(volume_array_xyz(sr_proxy).shape == tuple(want_shape), "super-resolved shape")
         _check(np.allclose(volume_array_xyz(sr_proxy), rec[..., t]), "super-resolved voxels")
 
-        if motion is None:
-            continue
-        glyph_proxy = browser.GetProxyNode(res.sequences["glyphs"])
-        mags = glyphs.glyph_magnitudes(glyph_proxy.GetPolyData())
-        points, vectors = motion.get(t, (np.zeros((0, 3)), np.zeros((0, 3))))
-        if len(points):
-            keep = glyphs.subsample_indices(len(points))
-            peak = float(np.linalg.norm(vectors[keep], axis=1).max())
-            _check(len(mags) > 0, f"frame {t}: no arrows")
-            _check(abs(float(mags.max()) - peak) < 1e-4,
-                   f"frame {t}: arrow magnitude {mags.max()} != motion.parquet {peak}")
+        if with_motion:
+            _check_motion_frame(res, t, probe_ijk, anchors)
 
     table = curves.table_columns(res.table)
     csv_curves = curves.read_volume_curves(res.output_dir / "volumes.csv")
@@ -206,10 +208,105 @@ def check_results(ctx, res: results.NimosefResults, frames: tuple[int, ...] | No
         _check(np.allclose(table[column], csv_curves[column], rtol=0, atol=0.0051),
                f"table column {column} != volumes.csv (to 0.01 mL)")
     _check(res.chart.GetNumberOfPlotSeriesNodes() == 3, "chart needs LV, MYO and RV series")
+    if with_motion:
+        _check_strain(res)
     s = res.summary
     _check(s["LV_EDV_mL"] >= s["LV_ESV_mL"] > 0, f"EDV {s['LV_EDV_mL']} ESV {s['LV_ESV_mL']}")
     ef = 100.0 * (s["LV_EDV_mL"] - s["LV_ESV_mL"]) / s["LV_EDV_mL"]
     _check(abs(ef - s["LV_EF_pct"]) < 0.5, f"EF {s['LV_EF_pct']} != 100 (EDV-ESV)/EDV = {ef}")
+
+
+def trilinear(vectors: np.ndarray, ijk: np.ndarray) -> np.ndarray:
+    """``vectors (X, Y, Z, C)`` at voxel positions ``ijk (N, 3)``: trilinear, the edge value
+    beyond the grid (as the engine samples its fields), numpy only -> ``(N, C)``."""
+    shape = np.array(vectors.shape[:3])
+    x = np.clip(np.asarray(ijk, np.float64), 0, shape - 1)
+    i0 = np.minimum(np.floor(x).astype(int), np.maximum(shape - 2, 0))
+    i1 = np.minimum(i0 + 1, shape - 1)
+    f = x - i0
+    out = np.zeros((len(x), vectors.shape[-1]))
+    for corner in range(8):
+        pick = [(corner >> a) & 1 for a in range(3)]
+        idx = tuple(np.where(pick[a], i1[:, a], i0[:, a]) for a in range(3))
+        w = np.prod([np.where(pick[a], f[:, a], 1 - f[:, a]) for a in range(3)], axis=0)
+        out += w[:, None] * vectors[idx]
+    return out
+
+
+def _check_motion_frame(res: results.NimosefResults, t: int, probe_ijk: np.ndarray,
+                        anchors: np.ndarray) -> None:
+    """Frame ``t`` (selected) of the motion: the proxy transform moves an ED point ``p`` to
+    ``p + u(p)``, ``u`` read from ``from_ed_NN.nii.gz`` (trilinear, numpy), at voxel centres
+    of the ED myocardium and between them; the arrows sit on the ED myocardium's surface
+    with that displacement."""
+    browser = res.cine.browser
+    vectors, affine = motion.read_displacement_field(motion.field_path(res.output_dir, t))
+    points = probe_ijk @ affine[:3, :3].T + affine[:3, 3]
+    want = points + trilinear(vectors, probe_ijk)
+    got = motion.transform_points(browser.GetProxyNode(res.sequences["motion"]), points)
+    err = float(np.abs(got - want).max())
+    _check(err < 1e-3, f"frame {t}: the motion transform misplaces ED points by {err:.4f} mm "
+                       f"(p + u(p) of from_ed_{t:02d})")
+    mags = glyphs.glyph_magnitudes(browser.GetProxyNode(res.sequences["glyphs"]).GetPolyData())
+    per_arrow = glyphs.displacement_glyphs(np.zeros((1, 3)), np.ones((1, 3))).GetNumberOfPoints()
+    _check(len(mags) == len(anchors) * per_arrow,
+           f"frame {t}: {len(mags)} arrow vertices for {len(anchors)} surface points")
+    if len(anchors):
+        ijk = (anchors - affine[:3, 3]) @ np.linalg.inv(affine[:3, :3]).T
+        peak = float(np.linalg.norm(trilinear(vectors, ijk), axis=1).max())
+        _check(abs(float(mags.max(initial=0)) - peak) < 1e-3,
+               f"frame {t}: longest arrow {mags.max(initial=0):.4f} mm, from_ed_{t:02d} "
+               f"gives {peak:.4f} mm on the ED myocardium")
+
+
+def _check_strain(res: results.NimosefResults) -> None:
+    """The strain table holds strain.csv's global rows (to 0.01 %), the chart its three
+    components, the peak table one row per segment present."""
+    rows = strain_lib.read_strain(res.output_dir / strain_lib.STRAIN_FILE)
+    glob = strain_lib.global_curves(rows)
+    table = curves.table_columns(res.strain_table)
+    _check(list(table["frame"].astype(int)) == list(glob["frame"]), "strain table frames")
+    for c in strain_lib.COMPONENTS:
+        _check(np.allclose(table[c], glob[c], rtol=0, atol=0.0051, equal_nan=True),
+               f"strain table column {c} != strain.csv global rows")
+    series = sorted(res.strain_chart.GetNthPlotSeriesNode(k).GetYColumnName()
+                    for k in range(res.strain_chart.GetNumberOfPlotSeriesNodes()))
+    _check(series == sorted(strain_lib.COMPONENTS), f"strain chart series {series}")
+    peak = curves.table_columns(res.peak_table)
+    _check(peak["segment"] == [s for s in strain_lib.SEGMENTS if s in set(rows["segment"])],
+           f"peak table segments {peak['segment']}")
+
+
+def check_tracking(ctx, res: results.NimosefResults, n_points: int = 6
+                   ) -> tracking.TrackedPoints:
+    """*Track points* on points of the ED myocardium (between voxel centres): in every frame
+    the tracked list shows ``p + u_t(p)`` (from_ed_NN.nii.gz, trilinear, numpy), the table
+    holds the same, and the placed list is untouched."""
+    ed = results.motion_ed_frame(res.summary)
+    labels, affine = results.read_output_nifti(res.output_dir / "seg.nii.gz", 4, np.uint8)
+    myo = np.argwhere(labels[..., ed] == 2)
+    ijk = myo[np.linspace(0, len(myo) - 1, n_points).astype(int)] + 0.3
+    points = ijk @ affine[:3, :3].T + affine[:3, 3]
+    placed = ctx.scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "ED points")
+    for i, p in enumerate(points):
+        placed.AddControlPointWorld(p.tolist(), f"wall {i + 1}")
+    tracked = tracking.track_points(ctx, res, placed)
+    _check(res.cine.browser.IsSynchronizedSequenceNode(tracked.sequence.GetID(), True),
+           "the tracked points are not in the cine's browser")
+    table = curves.table_columns(tracked.table)
+    for t in range(res.cine.n_frames):
+        vectors, _ = motion.read_displacement_field(motion.field_path(res.output_dir, t))
+        want = points + trilinear(vectors, ijk)
+        res.cine.browser.SetSelectedItemNumber(t)
+        _, shown = tracking.placed_points(res.cine.browser.GetProxyNode(tracked.sequence))
+        err = float(np.abs(shown - want).max())
+        _check(err < 1e-3, f"frame {t}: tracked points {err:.4f} mm from p + u(p)")
+        rows = table["frame"] == t
+        got = np.stack([table[c][rows] for c in ("R", "A", "S")], -1)
+        _check(np.allclose(got, want, rtol=0, atol=1.1e-3), f"frame {t}: trajectory table")
+    _, still = tracking.placed_points(placed)
+    _check(np.allclose(still, points), "the placed points moved")
+    return tracked
 
 
 def check_resample(ctx, res: results.NimosefResults, factor: int, python: str | None,
@@ -289,6 +386,22 @@ def _frame_signature(node) -> dict:
         array = volume_array_xyz(node)
         return {"shape": array.shape, "sum": round(float(array.sum()), 2),
                 "ijk_to_ras": np.round(ijk_to_ras(node), 4).tolist()}
+    if node.IsA("vtkMRMLTransformNode"):
+        grid = node.GetTransformToParentAs("vtkOrientedGridTransform", False)
+        if grid is None:
+            return {"class": node.GetClassName(), "to_parent_grid": None}
+        from vtk.util.numpy_support import vtk_to_numpy
+
+        image = grid.GetDisplacementGrid()
+        values = vtk_to_numpy(image.GetPointData().GetScalars())
+        return {"to_parent_grid": image.GetDimensions(),
+                "origin": tuple(round(v, 4) for v in image.GetOrigin()),
+                "abs_sum": round(float(np.abs(values.astype(np.float64)).sum()), 2)}
+    if node.IsA("vtkMRMLMarkupsNode"):
+        from .tracking import placed_points
+
+        labels, points = placed_points(node)
+        return {"labels": labels, "points": np.round(points, 3).tolist()}
     return {"class": node.GetClassName()}
 
 
@@ -305,7 +418,8 @@ def describe_scene(scene, browser) -> dict:
     for i in range(scene.GetNumberOfNodesByClass("vtkMRMLTableNode")):
         table = scene.GetNthNodeByClass(i, "vtkMRMLTableNode")
         out["tables"][table.GetName()] = (
-            {k: [None if np.isnan(x) else x for x in np.round(v, 4).tolist()]
+            {k: v if isinstance(v, list) else
+             [None if np.isnan(x) else x for x in np.round(v, 4).tolist()]
              for k, v in curves.table_columns(table).items()},
             table.GetAttribute(results.SUMMARY))
     for i in range(scene.GetNumberOfNodesByClass("vtkMRMLPlotChartNode")):
@@ -327,17 +441,24 @@ def find_results(ctx, cine: CineNodes) -> results.NimosefResults:
         if role and node.GetAttribute(results.INPUT) == cine.sequence.GetID():
             kind = "sequence" if node.IsA("vtkMRMLSequenceNode") else "node"
             found.setdefault((role, kind), node)
-    sequences = {r: found[(r, "sequence")] for r in ("segmentation", "superres", "glyphs")
+    sequences = {r: found[(r, "sequence")]
+                 for r in ("segmentation", "superres", "motion", "glyphs")
                  if (r, "sequence") in found}
-    _check(len(sequences) == 3 and ("table", "node") in found and ("chart", "node") in found,
+    _check("segmentation" in sequences and "superres" in sequences and
+           ("table", "node") in found and ("chart", "node") in found,
            f"result nodes missing: found {sorted(found)}")
+    if "motion" in sequences:  # Slicer reads grid transforms back with cubic interpolation
+        motion.use_linear_interpolation(sequences["motion"])
+        ctx.sequences_logic.UpdateProxyNodesFromSequences(cine.browser)
     table = found[("table", "node")]
     proxies = {r: cine.browser.GetProxyNode(s) for r, s in sequences.items()}
     out_dir = Path(sequences["segmentation"].GetAttribute(results.OUTPUT_DIR) or ".")
+    optional = {r: found.get((r, "node")) for r in ("strain_table", "strain_chart",
+                                                    "peak_table")}
     return results.NimosefResults(
         cine, sequences, proxies, table, found[("chart", "node")],
         json.loads(table.GetAttribute(results.SUMMARY)), out_dir,
-        int(sequences["superres"].GetAttribute(results.RES_FACTOR) or 1))
+        int(sequences["superres"].GetAttribute(results.RES_FACTOR) or 1), **optional)
 
 
 def check_mrb_roundtrip(ctx, browser, mrb_path: str | Path, new_context) -> tuple:
@@ -368,10 +489,10 @@ def light_self_test(ctx, module_dir: str | Path, res_factor_z: int = 2) -> dict:
     """The self-test of the build machines: no torch, no network, seconds. On the small real
     Segment & Track result shipped in ``Resources/TestResult`` (scripts/make_slicer_sample_data
     .py): load its cine with Slicer's sequence reader, import the results in steps, check
-    the scene against the files (:func:`check_results`), the input filter, the CSV export and
-    a re-import; check the shipped sample cine. Arrows are checked when pyarrow is there
-    (``motion.parquet``; a bare Slicer lacks it). Returns what it measured."""
-    import importlib.util
+    the scene against the files (:func:`check_results`: segmentation, intensities, motion
+    transforms, arrows, strain), *Track points* (:func:`check_tracking`), the input filter,
+    the CSV export and a re-import; check the shipped sample cine. Returns what it
+    measured."""
     import tempfile
 
     from . import sampledata
@@ -387,15 +508,17 @@ def light_self_test(ctx, module_dir: str | Path, res_factor_z: int = 2) -> dict:
     sample_frames = sample.n_frames
 
     cine = load_sequence_file(ctx, result_dir / "cine.seq.nrrd", "nimosef_selftest_cine")
-    with_glyphs = importlib.util.find_spec("pyarrow") is not None
-    importer = ResultsImport(ctx, cine, result_dir, res_factor_z, "NIMOSEF test",
-                             with_glyphs=with_glyphs)
+    importer = ResultsImport(ctx, cine, result_dir, res_factor_z, "NIMOSEF test")
     start = time.perf_counter()
     importer.read()
     read_s = time.perf_counter() - start
     steps: list[tuple[str, float]] = []
     res = importer.run(steps)
     check_results(ctx, res)
+    n_nodes = ctx.scene.GetNumberOfNodes()
+    tracked = check_tracking(ctx, res)
+    placed = ctx.scene.GetNodeByID(tracked.sequence.GetAttribute(tracking.TRACK_SOURCE))
+    n_nodes += 1 + placed.GetNumberOfDisplayNodes()  # the placed list stays
 
     good, hidden = input_candidates(ctx)
     _check(cine.sequence.GetID() in good and sample.sequence.GetID() in good,
@@ -412,12 +535,13 @@ def light_self_test(ctx, module_dir: str | Path, res_factor_z: int = 2) -> dict:
         _check(np.allclose(written[column], truth[column], rtol=0, atol=0.0051),
                f"exported {column} differs from volumes.csv")
 
-    n_nodes = ctx.scene.GetNumberOfNodes()
-    again = ResultsImport(ctx, cine, result_dir, res_factor_z, "NIMOSEF test",
-                          with_glyphs=with_glyphs).run()
-    _check(ctx.scene.GetNumberOfNodes() == n_nodes, "a re-import did not replace the results")
+    again = ResultsImport(ctx, cine, result_dir, res_factor_z, "NIMOSEF test").run()
+    _check(ctx.scene.GetNumberOfNodes() == n_nodes,
+           "a re-import did not replace the results (and the points tracked with them)")
     check_results(ctx, again, frames=(0,))
     longest = max(steps, key=lambda s: s[1])
-    return {"sample_frames": sample_frames, "frames": cine.n_frames, "glyphs": with_glyphs,
+    return {"sample_frames": sample_frames, "frames": cine.n_frames,
+            "motion": "motion" in again.sequences, "tracked_points": len(tracked.labels),
             "read_s": round(read_s, 3), "steps": len(steps),
             "longest_step": (longest[0], round(longest[1], 3))}
+

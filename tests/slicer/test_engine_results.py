@@ -19,7 +19,8 @@ from NimosefSlicerLib.workflow import ResampleJob, SegmentTrackJob
 def test_engine_output_folder_follows_the_contract(engine_run):
     out_dir, events, seconds = engine_run
     for name in ("seg.nii.gz", "seg_z2.nii.gz", "rec_z2.nii.gz", "motion.parquet",
-                 "volumes.csv", "summary.json", "subject.nimosef", "config.json"):
+                 "volumes.csv", "summary.json", "subject.nimosef", "config.json", "strain.csv",
+                 "motion/from_ed_00.nii.gz", "motion/to_ed_00.nii.gz"):
         assert (out_dir / name).exists(), f"{name} missing from the segment-track output"
     scenarios.check_progress(events)
     assert events[-1].fraction == pytest.approx(1.0)
@@ -38,7 +39,7 @@ def test_engine_output_folder_follows_the_contract(engine_run):
 def test_import_results_into_the_scene(ctx, imported):
     scenarios.check_results(ctx, imported)
     browser = imported.cine.browser
-    assert browser.GetNumberOfSynchronizedSequenceNodes() == 3
+    assert browser.GetNumberOfSynchronizedSequenceNodes() == 4
     # one play button: changing the cine frame changes every proxy
     sums = []
     for t in (0, imported.cine.n_frames // 2):
@@ -57,7 +58,7 @@ def test_reimport_replaces_earlier_results(ctx, imported):
     n_nodes = ctx.scene.GetNumberOfNodes()
     again = import_results(ctx, imported.cine, imported.output_dir, 2)
     assert ctx.scene.GetNumberOfNodes() == n_nodes
-    assert imported.cine.browser.GetNumberOfSynchronizedSequenceNodes() == 3
+    assert imported.cine.browser.GetNumberOfSynchronizedSequenceNodes() == 4
     assert not ctx.scene.IsNodePresent(imported.table)
     scenarios.check_results(ctx, again, frames=(0,))
 

@@ -31,7 +31,7 @@ MAX_GUI_STEP_S = 0.5
 def test_light_self_test_passes_and_every_gui_step_is_short(ctx):
     report = scenarios.light_self_test(ctx, MODULE_DIR)
     print(f"light self-test: {report}")
-    assert report["glyphs"] is True  # pyarrow is here: the arrows are checked too
+    assert report["motion"] is True and report["tracked_points"] == 6
     assert report["frames"] == 3 and report["sample_frames"] == 12
     assert report["longest_step"][1] < MAX_GUI_STEP_S, report
 
@@ -65,8 +65,8 @@ BLOCKER = textwrap.dedent('''
 
 
 def test_light_self_test_runs_with_only_what_slicer_ships(tmp_path):
-    """No torch, nibabel, pyarrow, pandas, scipy...: NIfTI through SimpleITK, arrows skipped;
-    the whole test in seconds."""
+    """No torch, nibabel, pyarrow, pandas, scipy...: NIfTI and motion fields through SimpleITK,
+    strain through csv; motion, arrows and tracking checked too; the whole test in seconds."""
     import os
 
     env = dict(os.environ, NIMOSEF_BLOCKED=",".join(NOT_IN_SLICER),
@@ -78,7 +78,7 @@ def test_light_self_test_runs_with_only_what_slicer_ships(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     line = next(x for x in out.stdout.splitlines() if x.startswith("REPORT"))
     print(f"{line} (child process: {seconds:.1f} s)")
-    assert "'glyphs': False" in line
+    assert "'motion': True" in line and "'tracked_points': 6" in line
     assert seconds < 120
 
 
@@ -92,6 +92,18 @@ def test_simpleitk_reader_matches_the_engine_reader():
         assert got.shape == want.shape and got.dtype == want.dtype
         np.testing.assert_array_equal(got, want)
         np.testing.assert_allclose(got_affine, want_affine, atol=1e-5)
+    from NimosefSlicerLib import motion
+
+    from nimosef_engine.motion.fields import read_itk_field_ras
+
+    ed = results.motion_ed_frame(results.read_summary(TEST_RESULT))
+    for frame in range(3):  # the motion fields: the engine's reader gives the same RAS mm
+        path = motion.field_path(TEST_RESULT, frame)
+        want, want_affine = read_itk_field_ras(path)
+        got, got_affine = motion.read_displacement_field(path)
+        np.testing.assert_allclose(got, want, atol=1e-6)
+        np.testing.assert_allclose(got_affine, want_affine, atol=1e-6)
+        assert (np.abs(got).max() > 1.0) == (frame != ed)  # no motion at ED only
 
 
 def test_sample_cine_is_the_demo_cine_with_its_registered_checksum(ctx):
@@ -115,11 +127,12 @@ def test_sample_cine_is_the_demo_cine_with_its_registered_checksum(ctx):
 
 
 def test_test_result_is_small_and_its_provenance_is_true():
-    files = [p for p in TEST_RESULT.iterdir() if p.is_file()]
+    files = [p for p in TEST_RESULT.rglob("*") if p.is_file()]
     assert sum(p.stat().st_size for p in files) < 2 * 1024 * 1024
     provenance = (TEST_RESULT / "PROVENANCE.md").read_text(encoding="utf-8")
     rows = re.findall(r"\| `([^`]+)` \| (\d+) \| `([0-9a-f]{64})` \|", provenance)
-    assert {r[0] for r in rows} == {p.name for p in files} - {"PROVENANCE.md"}
+    assert {r[0] for r in rows} == \
+        {p.relative_to(TEST_RESULT).as_posix() for p in files} - {"PROVENANCE.md"}
     for name, size, digest in rows:
         data = (TEST_RESULT / name).read_bytes()
         assert len(data) == int(size) and hashlib.sha256(data).hexdigest() == digest, name
@@ -155,9 +168,9 @@ def test_catalog_layout_snapshot_shows_views_chart_and_panel(ctx, tmp_path):
     cine = load_sequence_file(ctx, TEST_RESULT / "cine.seq.nrrd")
     res = results.ResultsImport(ctx, cine, TEST_RESULT, 2).run()
     view, panel = (300, 220), 200
+    lines = ["# NIMOSEF", f"LV EF: {res.summary['LV_EF_pct']:.1f} %"]
     path = offscreen.slicer_layout_snapshot(ctx, res, tmp_path / "shot.png",
-                                            int(res.summary["es_frame"]),
-                                            ["# NIMOSEF", "LV EF: 45.7 %"], view, panel)
+                                            int(res.summary["es_frame"]), lines, view, panel)
     reader = vtk.vtkPNGReader()
     reader.SetFileName(str(path))
     reader.Update()

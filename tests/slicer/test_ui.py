@@ -30,6 +30,8 @@ EXPECTED_CLASSES = {
     "massLabel": "QLabel",
     "qualityLabel": "QLabel",
     "exportCsvButton": "QPushButton",
+    "pointsSelector": "qMRMLNodeComboBox",
+    "trackPointsButton": "QPushButton",
 }
 
 
