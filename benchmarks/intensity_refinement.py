@@ -4,6 +4,8 @@
         --keep-outputs --out EVAL
     python benchmarks/intensity_refinement.py --outputs EVAL/outputs [--root ACDC]
         [--betas 0.25 0.5 1 2] [--slice-betas 0.5 1] [--gammas 0.5 1 2] [--csv per_subject.csv]
+    nimosef evaluate --layout pairs --pairs PAIRS.json --keep-outputs --out EVAL
+    python benchmarks/intensity_refinement.py --outputs EVAL/outputs --pairs PAIRS.json [--no-trim]
 
 For each patient folder written by ``nimosef evaluate --keep-outputs`` (its fitted
 ``subject.nimosef``), the network's class probabilities at the ED and ES frames are sampled
@@ -18,8 +20,10 @@ shifted points) and refined with the default β, :data:`refine.REFINE_BETA` (wha
 segment-track writes with ``--no-slice-net``); then "aligned with the slice network": the
 slices shifted with the slice network's probabilities in the evidence too
 (:mod:`slice_likelihood`) and refined with them, for each β in ``--slice-betas`` and weight γ
-in ``--gammas``; at the defaults, what segment-track writes. Clean-up as segment-track. The
-fits are the same in every row, so the rows differ by the refinement alone.
+in ``--gammas``; last the default of segment-track: β gated by the agreement of the prior
+and the slice network (:func:`segment_track.refine_beta`), γ = 1. Clean-up as segment-track
+(``--no-trim``: without :func:`postprocess.trim_lv_base`, as before it existed). The fits are
+the same in every row, so the rows differ by the refinement alone.
 """
 
 from __future__ import annotations
@@ -32,9 +36,12 @@ import numpy as np
 import pandas as pd
 from common import ACDC, acdc_ed_es, record
 
-from nimosef_engine.benchmark_eval import score_ed_es
+from nimosef_engine.benchmark_eval import load_pairs_file, score_ed_es
 from nimosef_engine.data.preprocess import crop_last3, normalise_intensity
-from nimosef_engine.postprocess import clean_labels
+from nimosef_engine.io.cine import load_cine
+from nimosef_engine.io.nifti import load_nifti
+from nimosef_engine.postprocess import clean_labels, trim_lv_base
+from nimosef_engine.quality import class_agreement
 from nimosef_engine.refine import (
     REFINE_BETA,
     REFINE_ITERATIONS,
@@ -45,13 +52,15 @@ from nimosef_engine.refine import (
 )
 from nimosef_engine.resample import load_subject_file, subject_grid
 from nimosef_engine.sample import embed_frame, iter_frames
-from nimosef_engine.segment_track import align_slices, load_prior
+from nimosef_engine.segment_track import align_slices, load_prior, refine_beta
 from nimosef_engine.slice_likelihood import SliceEvidence
 
 CLASSES = ((1, "LV"), (2, "MYO"), (3, "RV"))
 ALIGNED = f"aligned, beta={REFINE_BETA:g} (--no-slice-net)"
 SLICE_ALONE = "the slice network alone"
-DEFAULT = f"aligned with the slice network, beta={REFINE_BETA:g}, gamma={SLICE_GAMMA:g} (default)"
+DEFAULT = f"aligned with the slice network, beta={REFINE_BETA:g}, gamma={SLICE_GAMMA:g}"
+GATED = ("aligned with the slice network, beta gated by the prior / slice network agreement "
+         "(segment_track.refine_beta), the default")
 
 
 def slice_variant(beta: float, gamma: float) -> str:
@@ -60,13 +69,24 @@ def slice_variant(beta: float, gamma: float) -> str:
     return f"aligned with the slice network, beta={beta:g}, gamma={gamma:g}"
 
 
-def patient_frames(folder: Path, root: Path, net, evidence_path: str | None):
+def pair_ed_es(pair: dict):
+    """``(None, cine of the ED and ES frames, their labels in NIMOSEF's order)`` of a subject
+    of a pairs file (:func:`benchmark_eval.load_pairs_file`), as ``nimosef evaluate`` reads it."""
+    cine = load_cine([pair["ed"], pair["es"]], frame_times=[0.0, pair["es_time"]])
+    gts = [pair["lut"][load_nifti(pair[k], 3, dtype=np.int64)[0].clip(0, 255)]
+           for k in ("ed_labels", "es_labels")]
+    return None, cine, gts
+
+
+def patient_frames(folder: Path, root: Path, net, evidence_path: str | None,
+                   pairs: dict | None = None):
     """``(probs per frame, probs per frame of the aligned slices, the same aligned with the
     slice network, the slice network's probabilities per frame, uint8 image per frame, labels
-    per frame, affine, subject grid)`` of one evaluated patient: ED then ES."""
+    per frame, affine, subject grid)`` of one evaluated patient: ED then ES (an ACDC patient
+    under ``root``, or the subject of that name in ``pairs``)."""
     subj = load_subject_file(folder / "subject.nimosef")
     sd = subject_grid(subj)
-    _, cine, gts = acdc_ed_es(root / folder.name)
+    _, cine, gts = pair_ed_es(pairs[folder.name]) if pairs else acdc_ed_es(root / folder.name)
     image = quantise_image(normalise_intensity(
         crop_last3(cine.frames, sd.crop_offset, sd.grid_shape), sd.intensity_range))
 
@@ -89,6 +109,11 @@ def main() -> None:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--outputs", required=True, help="EVAL/outputs of nimosef evaluate")
     ap.add_argument("--root", default=str(ACDC), help="ACDC training folder")
+    ap.add_argument("--pairs", help="the pairs file of a `nimosef evaluate --layout pairs` run "
+                                    "(instead of --root)")
+    ap.add_argument("--no-trim", action="store_true",
+                    help="clean up without ending the heart at the LV's base "
+                         "(postprocess.trim_lv_base), as before it existed")
     ap.add_argument("--betas", type=float, nargs="+", default=[0.25, REFINE_BETA, 1.0, 2.0])
     ap.add_argument("--slice-betas", type=float, nargs="+", default=[REFINE_BETA, 1.0])
     ap.add_argument("--gammas", type=float, nargs="+", default=[0.5, SLICE_GAMMA, 2.0])
@@ -100,16 +125,24 @@ def main() -> None:
     folders = sorted(p for p in Path(args.outputs).iterdir() if (p / "subject.nimosef").is_file())
     if not folders:
         raise SystemExit(f"{args.outputs}: no patient folders with a subject.nimosef")
+    pairs = {p["id"]: p for p in load_pairs_file(Path(args.pairs))} if args.pairs else None
+
+    def clean(lab):
+        return clean_labels(lab) if args.no_trim else trim_lv_base(clean_labels(lab))
+
     rows = []
     seconds = []
     for folder in folders:
         probs, aligned, aligned_sn, slices, image, gts, aff, sd = patient_frames(
-            folder, Path(args.root), net, args.slice_net)
+            folder, Path(args.root), net, args.slice_net, pairs)
+        gated = refine_beta({i: class_agreement(p.argmax(0), sl.argmax(0))
+                             for i, (p, sl) in enumerate(zip(aligned_sn, slices, strict=True))})
         variants = [("none", None, probs, None, 0.0), (SLICE_ALONE, None, slices, None, 0.0),
                     *((f"beta={b:g}", b, probs, None, 0.0) for b in args.betas),
                     (ALIGNED, REFINE_BETA, aligned, None, 0.0),
                     *((slice_variant(b, g), b, aligned_sn, slices, g)
-                      for b in args.slice_betas for g in args.gammas)]
+                      for b in args.slice_betas for g in args.gammas),
+                    (GATED, gated, aligned_sn, slices, SLICE_GAMMA)]
         for name, beta, prob, sp, gamma in variants:
             t = time.perf_counter()
             labels = []
@@ -117,10 +150,10 @@ def main() -> None:
                 lab = p.argmax(0).astype(np.uint8) if beta is None else refined_labels(
                     image_on_grid(image[i], 1), p, beta, REFINE_ITERATIONS,
                     None if sp is None else sp[i], gamma)[0]
-                labels.append(embed_frame(clean_labels(lab), sd, 1))
+                labels.append(embed_frame(clean(lab), sd, 1))
             if name == DEFAULT:
                 seconds.append((time.perf_counter() - t) / len(prob))
-            rows.append({"refinement": name, "subject": folder.name,
+            rows.append({"refinement": name, "subject": folder.name, "beta": beta,
                          **score_ed_es(labels, gts, aff)})
         print(folder.name, flush=True)
     df = pd.DataFrame(rows)
@@ -145,6 +178,8 @@ def main() -> None:
                     for _, c in CLASSES} if len(ref) else None
     record("intensity_refinement", {
         "outputs": str(args.outputs), "n_subjects": len(folders), "prior_id": pid_,
+        "trim_lv_base": not args.no_trim, "pairs": args.pairs,
+        "gated_beta": {r["subject"]: r["beta"] for r in rows if r["refinement"] == GATED},
         "iterations": REFINE_ITERATIONS, "table": table,
         "patients_improved_by_the_default": better,
         "patients_changed_by_the_alignment_at_default_beta": by_alignment,

@@ -80,7 +80,8 @@ def test_check_signals():
     assert verdict({**base, "fit_loss": 0.9})["verdict"] == "check"
     assert verdict({**base, "agreement": {"LV": 0.9, "MYO": 0.8, "RV": 0.2}})["verdict"] \
         == "check"
-    assert verdict({**base, "LV_EF_pct": 3.9})["verdict"] == "check"
+    assert verdict({**base, "LV_EF_pct": 0.5})["verdict"] == "check"  # no contraction
+    assert verdict({**base, "RV_EF_pct": 3.9})["verdict"] == "ok"  # ACDC has such RVs
     # without the slice network there is no agreement to assess
     assert verdict({**base, "agreement": None})["verdict"] == "ok"
     # the non-cardiac blob of the safety review: 668 mL, 2.2 g
@@ -96,3 +97,22 @@ def test_class_agreement():
     b = class_agreement(labels, shifted)
     assert all(0.0 < b[c] < 1.0 for c in b) and b["MYO"] < b["LV"]
     assert np.isnan(class_agreement(np.zeros((4, 4, 2)), np.zeros((4, 4, 2)))["RV"])
+
+
+def test_prior_weight_falls_where_prior_and_slice_network_disagree():
+    """segment_track.refine_beta: the full weight where the two agree as on ACDC hearts, none
+    where they disagree as on the other centre's heart (M&Ms-2: mean class Dice 0.55), linear
+    between; without the slice network, the full weight."""
+    from nimosef_engine.refine import REFINE_BETA
+    from nimosef_engine.segment_track import PRIOR_GATE, refine_beta
+
+    lo, hi = PRIOR_GATE
+    agree = {0: {"LV": 0.93, "MYO": 0.72, "RV": 0.79}, 9: {"LV": 0.94, "MYO": 0.73, "RV": 0.68}}
+    assert refine_beta(agree) == REFINE_BETA
+    assert refine_beta(None) == REFINE_BETA and refine_beta({}) == REFINE_BETA
+    low = {0: {"LV": 0.5, "MYO": 0.3, "RV": 0.4}}
+    assert refine_beta(low) == 0.0
+    mid = {0: {"LV": (lo + hi) / 2, "MYO": (lo + hi) / 2, "RV": (lo + hi) / 2}}
+    assert refine_beta(mid) == pytest.approx(REFINE_BETA / 2)
+    # a class absent from both (NaN) does not count against the agreement
+    assert refine_beta({0: {"LV": 0.9, "MYO": 0.8, "RV": float("nan")}}) == REFINE_BETA

@@ -162,7 +162,10 @@ def test_labels_are_refined_by_the_image_the_subject_file_keeps(st_090, tmp_path
     summary = json.loads((st_090 / "summary.json").read_text())
     subj = read_subject_file(st_090 / "subject.nimosef")
     ref = summary["refinement"]
-    assert (ref["beta"], ref["iterations"]) == (REFINE_BETA, REFINE_ITERATIONS)
+    # the prior's weight, gated by its agreement with the slice network (kept for resample)
+    assert ref["beta_full"] == REFINE_BETA and ref["iterations"] == REFINE_ITERATIONS
+    assert 0.0 <= ref["beta"] <= REFINE_BETA
+    assert subj["refine_beta"] == pytest.approx(ref["beta"], abs=1e-4)
     # ... and by the bundled slice network, whose id the subject file keeps
     net_id = load_slice_net()[1]
     assert ref["slice_net"] == {"id": net_id, "gamma": SLICE_GAMMA}
