@@ -343,9 +343,12 @@ class EngineProcess:
         self._reaper.start()
 
     def wait_stopped(self, timeout_s: float = 30.0) -> bool:
-        """Block until a cancelled child and its tree are gone (tests, scripts)."""
+        """Block until a cancelled child and its tree are gone and its output is read, so
+        that :meth:`finished` holds (tests, scripts)."""
         if self._reaper is not None:
             self._reaper.join(timeout_s)
+            for t in self._threads:  # readers end at the pipes' EOF, or DRAIN_S after exit
+                t.join(DRAIN_S)
             return not self._reaper.is_alive()
         return self.process is None or self.process.poll() is not None
 

@@ -57,8 +57,8 @@ def test_atrium_above_the_base_is_removed():
 
 
 def test_partly_walled_basal_slice_is_removed_and_apex_kept():
-    """A basal slice with myocardium on only half of its border goes; the apex end is never
-    trimmed, whatever its cover."""
+    """A basal slice with myocardium on less than half of its border goes; the apex end is
+    never trimmed, whatever its cover."""
     ed = acdc("patient080", 1)
     ks = np.flatnonzero((ed == 1).any((0, 1)))
     area = (ed == 1).sum((0, 1))[ks]
@@ -66,7 +66,8 @@ def test_partly_walled_basal_slice_is_removed_and_apex_kept():
     half = ed.copy()
     sl = half[:, :, base]
     xs = np.flatnonzero((sl == 2).any(1))
-    sl[xs[len(xs) // 2]:, :][sl[xs[len(xs) // 2]:, :] == 2] = 0  # open half the ring
+    cut = xs[len(xs) // 3]
+    sl[cut:, :][sl[cut:, :] == 2] = 0  # open two thirds of the ring
     assert myocardial_cover(half)[base] < MIN_MYO_COVER
     out = trim_lv_base(half)
     assert not out[:, :, base].any()
