@@ -17,6 +17,25 @@ DECIMALS = {"frame": 0, "time": 4, "time_ms": 1, "LV_mL": 2, "MYO_mL": 2, "RV_mL
 to what survives saving (0.01 mL, 0.1 ms) and the scene shows what a saved scene holds."""
 
 
+def read_csv_rows(path: Path, columns, absent: str) -> list[dict[str, str]]:
+    """The rows of a CSV table of the engine's output as dicts; raises ``NimosefInputError``
+    naming ``path`` when it is missing (``absent``: the problem to state), lacks one of
+    ``columns`` or has no rows."""
+    from nimosef_engine.errors import NimosefInputError
+
+    if not path.is_file():
+        raise NimosefInputError(path, absent)
+    with path.open(newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in columns if c not in (reader.fieldnames or [])]
+        if missing:
+            raise NimosefInputError(path, f"missing columns {missing}")
+        rows = list(reader)
+    if not rows:
+        raise NimosefInputError(path, "no rows")
+    return rows
+
+
 def read_volume_curves(path: str | Path) -> dict[str, np.ndarray]:
     """``volumes.csv`` of a segment-track output -> ``{column: (T,) array}``.
 
@@ -26,16 +45,7 @@ def read_volume_curves(path: str | Path) -> dict[str, np.ndarray]:
     from nimosef_engine.errors import NimosefInputError
 
     path = Path(path)
-    if not path.is_file():
-        raise NimosefInputError(path, "file not found")
-    with path.open(newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in CURVE_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise NimosefInputError(path, f"missing columns {missing}")
-        rows = list(reader)
-    if not rows:
-        raise NimosefInputError(path, "no rows")
+    rows = read_csv_rows(path, CURVE_COLUMNS, "file not found")
     optional = {"time_ms"}  # empty when the input carries no trigger times
     try:
         return {c: np.array([float(r[c]) if r[c] != "" or c not in optional else np.nan

@@ -10,7 +10,6 @@ pandas (a bare Slicer lacks it).
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
@@ -43,16 +42,7 @@ def read_strain(path: str | Path, n_frames: int | None = None) -> dict:
     from nimosef_engine.errors import NimosefInputError
 
     path = Path(path)
-    if not path.is_file():
-        raise NimosefInputError(path, "missing from the segment-track output folder")
-    with path.open(newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise NimosefInputError(path, f"missing columns {missing}")
-        rows = list(reader)
-    if not rows:
-        raise NimosefInputError(path, "no rows")
+    rows = curves.read_csv_rows(path, COLUMNS, "missing from the segment-track output folder")
     try:
         out = {"frame": np.array([int(r["frame"]) for r in rows]),
                "time": np.array([float(r["time"]) for r in rows]),
