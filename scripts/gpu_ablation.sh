@@ -26,7 +26,8 @@ wait
 for v in "$@"; do
   python3 - "$OUT/$v/calibrated.pt" "$OUT/calibrate_$v.json" "$v" "$T" "$#" <<'PY'
 import json, sys, torch
-ck = torch.load(sys.argv[1], weights_only=False)
+from nimosef_engine.safe_load import load_torch_file
+ck = load_torch_file(sys.argv[1], "checkpoint")
 print(json.dumps({"variant": sys.argv[3], "epoch": ck["epoch"], "seconds": int(sys.argv[4]),
                   "runs_side_by_side": int(sys.argv[5]),
                   "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
