@@ -45,16 +45,10 @@ def read_displacement_field(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
 
     from nimosef_engine.errors import NimosefInputError
 
-    from .results import sitk_affine_ras
+    from .results import read_sitk_image, sitk_affine_ras
 
     path = Path(path)
-    if not path.is_file():
-        raise NimosefInputError(path, "missing from the segment-track output folder")
-    try:
-        image = sitk.ReadImage(str(path))
-    except RuntimeError as exc:
-        raise NimosefInputError(path, f"not a readable NIfTI file ({str(exc).strip()[:120]})"
-                                ) from None
+    image = read_sitk_image(path, "missing from the segment-track output folder")
     if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 3:
         raise NimosefInputError(path, f"not a displacement field: {image.GetDimension()}D, "
                                       f"{image.GetNumberOfComponentsPerPixel()} components")

@@ -129,18 +129,28 @@ def read_output_nifti(path: str | Path, ndim: int, dtype=np.float32
     return _read_nifti_sitk(Path(path), ndim, dtype)
 
 
-def _read_nifti_sitk(path: Path, ndim: int, dtype) -> tuple[np.ndarray, np.ndarray]:
+def read_sitk_image(path: Path, absent: str = "file not found"):
+    """A NIfTI file as a SimpleITK image; raises ``NimosefInputError`` naming ``path`` when it
+    is missing (``absent``: the problem to state) or unreadable."""
     import SimpleITK as sitk
 
     from nimosef_engine.errors import NimosefInputError
 
     if not path.is_file():
-        raise NimosefInputError(path, "file not found")
+        raise NimosefInputError(path, absent)
     try:
-        image = sitk.ReadImage(str(path))
+        return sitk.ReadImage(str(path))
     except RuntimeError as exc:
         raise NimosefInputError(path, f"not a readable NIfTI file ({str(exc).strip()[:120]})"
                                 ) from None
+
+
+def _read_nifti_sitk(path: Path, ndim: int, dtype) -> tuple[np.ndarray, np.ndarray]:
+    import SimpleITK as sitk
+
+    from nimosef_engine.errors import NimosefInputError
+
+    image = read_sitk_image(path)
     array = sitk.GetArrayFromImage(image)  # (T, Z, Y, X) or (Z, Y, X)
     data = np.ascontiguousarray(array.transpose(tuple(range(array.ndim))[::-1]))
     while data.ndim > 3 and data.shape[-1] == 1:
