@@ -85,7 +85,7 @@ def add_split_arguments(ap) -> None:
 def subjects_and_prior(args) -> tuple[list[str], dict, torch.nn.Module]:
     """The patients of :func:`add_split_arguments`' options, and the prior (checkpoint and
     network, on the CPU), with torch's global seed set to 0 first."""
-    from nimosef_engine.segment_track import load_prior
+    from nimosef_engine.model.bundled import load_prior
 
     subjects = split_subjects(args.subjects, args.manifest_root, args.split)
     torch.manual_seed(0)

@@ -12,11 +12,11 @@ import torch
 from common import preprocessed_test_data, record
 
 from nimosef_engine.data.manifest import load_split
-from nimosef_engine.evaluation import dice_scores, predict_subject_labels
-from nimosef_engine.fit import FitConfig, fit_subject
+from nimosef_engine.fitting.fit import FitConfig, fit_subject
 from nimosef_engine.losses.objective import subject_tensors
+from nimosef_engine.model.bundled import BUNDLED_PRIOR
 from nimosef_engine.model.checkpoint import load_checkpoint, model_from_checkpoint
-from nimosef_engine.segment_track import BUNDLED_PRIOR
+from nimosef_engine.training.validation import dice_scores, predict_subject_labels
 
 
 def main() -> None:

@@ -1,4 +1,5 @@
-"""Ablation of the image refinement of the label maps (nimosef_engine.refine), on fits already made.
+"""Ablation of the image refinement of the label maps (:mod:`refinement.refine`), on fits
+already made.
 
     nimosef evaluate --layout acdc --root ACDC --manifest-root data/acdc_pp --split val \\
         --keep-outputs --out EVAL
@@ -36,13 +37,17 @@ import numpy as np
 import pandas as pd
 from common import ACDC, acdc_ed_es, record
 
-from nimosef_engine.benchmark_eval import load_pairs_file, score_ed_es
-from nimosef_engine.data.preprocess import crop_last3, normalise_intensity
+from nimosef_engine.data.roi import crop_last3, normalise_intensity
+from nimosef_engine.evaluation.metrics import class_agreement
 from nimosef_engine.io.cine import load_cine
 from nimosef_engine.io.nifti import load_nifti
-from nimosef_engine.postprocess import clean_labels, trim_lv_base
-from nimosef_engine.quality import class_agreement
-from nimosef_engine.refine import (
+from nimosef_engine.model.bundled import load_prior
+from nimosef_engine.pipeline.evaluate import load_pairs_file, score_ed_es
+from nimosef_engine.pipeline.subject_file import read_subject_file, subject_grid
+from nimosef_engine.refinement.alignment import align_slices, refine_beta
+from nimosef_engine.refinement.cleanup import clean_labels, trim_lv_base
+from nimosef_engine.refinement.frames import FrameRefinement
+from nimosef_engine.refinement.refine import (
     REFINE_BETA,
     REFINE_ITERATIONS,
     SLICE_GAMMA,
@@ -50,10 +55,8 @@ from nimosef_engine.refine import (
     quantise_image,
     refined_labels,
 )
-from nimosef_engine.resample import load_subject_file, subject_grid
-from nimosef_engine.sample import embed_frame, iter_frames
-from nimosef_engine.segment_track import align_slices, load_prior, refine_beta
-from nimosef_engine.slice_likelihood import SliceEvidence
+from nimosef_engine.refinement.slice_evidence import SliceEvidence
+from nimosef_engine.sampling.fields import embed_frame, iter_frames
 
 CLASSES = ((1, "LV"), (2, "MYO"), (3, "RV"))
 ALIGNED = f"aligned, beta={REFINE_BETA:g} (--no-slice-net)"
@@ -84,7 +87,7 @@ def patient_frames(folder: Path, root: Path, net, evidence_path: str | None,
     slice network, the slice network's probabilities per frame, uint8 image per frame, labels
     per frame, affine, subject grid)`` of one evaluated patient: ED then ES (an ACDC patient
     under ``root``, or the subject of that name in ``pairs``)."""
-    subj = load_subject_file(folder / "subject.nimosef")
+    subj = read_subject_file(folder / "subject.nimosef")
     sd = subject_grid(subj)
     _, cine, gts = pair_ed_es(pairs[folder.name]) if pairs else acdc_ed_es(root / folder.name)
     image = quantise_image(normalise_intensity(
@@ -95,11 +98,11 @@ def patient_frames(folder: Path, root: Path, net, evidence_path: str | None,
                                                       subj["pose_matrix"], probs=True,
                                                       slice_shift=shift)]
 
-    shift = align_slices(net, subj["code"], subj["pose_matrix"], sd, image, [0, 1], "cpu")
-    evidence = SliceEvidence.load(evidence_path, "cpu", sd)
-    shift_sn = align_slices(net, subj["code"], subj["pose_matrix"], sd, image, [0, 1], "cpu",
-                            evidence=evidence)
-    slices = [evidence.frame(image[i]) for i in range(2)]
+    shift = align_slices(net, subj["code"], subj["pose_matrix"], sd, FrameRefinement(image),
+                         [0, 1], "cpu")
+    with_net = FrameRefinement(image, SliceEvidence.load(evidence_path, "cpu", sd))
+    shift_sn = align_slices(net, subj["code"], subj["pose_matrix"], sd, with_net, [0, 1], "cpu")
+    slices = [with_net.slice_probs(i) for i in range(2)]
     return (sample(), sample(shift), sample(shift_sn), slices, image, gts, cine.affine_ras,
             sd)
 

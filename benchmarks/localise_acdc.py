@@ -1,4 +1,4 @@
-"""Label-free heart localisation (``nimosef_engine.localise``) measured on all ACDC patients.
+"""Label-free heart localisation (``pipeline.localise``) measured on all ACDC patients.
 
     python benchmarks/localise_acdc.py [--root /work/shared/data/acdc/training] [--limit N]
 
@@ -23,8 +23,7 @@ from pathlib import Path
 import numpy as np
 from common import record
 
-from nimosef_engine.data.acdc import parse_info_cfg, remap_acdc_labels
-from nimosef_engine.geometry import (
+from nimosef_engine.core.geometry import (
     HeartFrame,
     heart_frame_from_labels,
     orthonormal_frame,
@@ -32,8 +31,9 @@ from nimosef_engine.geometry import (
     stack_normal,
     voxel_to_ras,
 )
+from nimosef_engine.data.acdc import parse_info_cfg, remap_acdc_labels
 from nimosef_engine.io.nifti import load_nifti
-from nimosef_engine.localise import localise_heart
+from nimosef_engine.pipeline.localise import localise_heart
 
 ACDC = Path("/work/shared/data/acdc/training")
 

@@ -1,5 +1,5 @@
 """How much of the LV blood pool's border is myocardium, slice by slice
-(:func:`nimosef_engine.postprocess.myocardial_cover`): on every labelled frame of the ACDC
+(:func:`nimosef_engine.refinement.cleanup.myocardial_cover`): on every labelled frame of the ACDC
 training set (where the experts end the LV), and on the ED and ES label maps of a
 segment-track result against its labels (which slices the result labels beyond the experts'
 base).
@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 from common import record
 
-from nimosef_engine.benchmark_eval import load_pairs_file
 from nimosef_engine.data.acdc import remap_acdc_labels
 from nimosef_engine.io.nifti import load_nifti
-from nimosef_engine.postprocess import myocardial_cover
+from nimosef_engine.pipeline.evaluate import load_pairs_file
+from nimosef_engine.refinement.cleanup import myocardial_cover
 
 
 def acdc_expert_cover(root: Path) -> dict:

@@ -13,7 +13,7 @@ import json
 import os
 from pathlib import Path
 
-from nimosef_engine.benchmark_eval import DEFAULT_PAIR_ES_TIME
+from nimosef_engine.pipeline.evaluate import DEFAULT_PAIR_ES_TIME
 
 
 def pairs(root: Path, out: Path, es_time: float) -> list[dict]:

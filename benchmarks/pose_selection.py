@@ -27,24 +27,23 @@ import numpy as np
 import pandas as pd
 from common import acdc_ed_es, add_split_arguments, record, subjects_and_prior
 
-from nimosef_engine.fit import FitConfig, fit_subject
-from nimosef_engine.localise import localise_heart
-from nimosef_engine.losses.objective import subject_tensors
-from nimosef_engine.metrics import dice
-from nimosef_engine.postprocess import clean_labels
-from nimosef_engine.progress import ProgressReporter
-from nimosef_engine.refine import image_on_grid, quantise_image, refine_with_evidence
-from nimosef_engine.sample import embed_frame, iter_frames
-from nimosef_engine.segment_track import (
+from nimosef_engine.core.progress import ProgressReporter
+from nimosef_engine.data.roi import ROI_MM, subject_from_cine
+from nimosef_engine.evaluation.metrics import dice
+from nimosef_engine.fitting.fit import FitConfig, fit_subject
+from nimosef_engine.fitting.pose import (
     MAX_POSE_HYPOTHESES,
-    QUALITY,
-    SegmentTrackOptions,
     choose_rotation,
-    cycle_times_from_ed,
     pose_hypotheses,
     rotated_frame,
-    subject_from_cine,
 )
+from nimosef_engine.losses.objective import subject_tensors
+from nimosef_engine.pipeline.cycle_time import cycle_times_from_ed
+from nimosef_engine.pipeline.localise import localise_heart
+from nimosef_engine.pipeline.options import STANDARD
+from nimosef_engine.refinement.cleanup import clean_labels
+from nimosef_engine.refinement.refine import image_on_grid, quantise_image, refine_with_evidence
+from nimosef_engine.sampling.fields import embed_frame, iter_frames
 
 CLASSES = ((1, "LV"), (2, "MYO"), (3, "RV"))
 CRITERIA = {"first pose (default)": None, "lowest fit loss": ("final_loss", min),
@@ -75,17 +74,17 @@ def score_fit(net, res, sd, gts, image) -> dict:
 
 def patient(folder: Path, net, ckpt) -> list[dict]:
     info, cine, gts = acdc_ed_es(folder)
-    preset = QUALITY["standard"]
+    preset = STANDARD
     pose = localise_heart(cine.frames, cine.affine_ras,
                           scale_mm=float(ckpt.get("norm_scale_mm", 100.0)), source=folder.name)
     times = cycle_times_from_ed(cine, 0, 1, ckpt.get("es_time_mean"))
-    sd = subject_from_cine(cine, pose.frame, pose.roi_center_ras, times, 160.0, folder.name)
+    sd = subject_from_cine(cine, pose.frame, pose.roi_center_ras, times, ROI_MM, folder.name)
     image = quantise_image(sd.intensity)
-    _, losses = choose_rotation(net, ckpt, sd, SegmentTrackOptions(), preset, "cpu",
+    _, losses = choose_rotation(net, ckpt, sd, preset.rotations, preset.rotation_steps, "cpu",
                                 ProgressReporter())
     steps = int((ckpt.get("fit_defaults") or {}).get("steps", FitConfig.steps))
-    cfg = FitConfig(steps=steps, n_points=preset["n_points"], pose=preset["pose"],
-                    restarts=preset["restarts"], seed=0)
+    cfg = FitConfig(steps=steps, n_points=preset.n_points, pose=preset.pose,
+                    restarts=preset.restarts, seed=0)
     rows = []
     for i, (angle, warm) in enumerate(pose_hypotheses(losses, MAX_POSE_HYPOTHESES)):
         cand = replace(sd, heart=rotated_frame(sd.heart, angle))

@@ -22,21 +22,18 @@ import numpy as np
 from common import acdc_ed_es, add_split_arguments, record, subjects_and_prior
 from localise_acdc import compare
 
-from nimosef_engine.fit import FitConfig, fit_subject
-from nimosef_engine.geometry import heart_frame_from_labels
-from nimosef_engine.localise import localise_heart
+from nimosef_engine.core.geometry import heart_frame_from_labels
+from nimosef_engine.core.progress import ProgressReporter
+from nimosef_engine.data.roi import ROI_MM, subject_from_cine
+from nimosef_engine.evaluation.metrics import dice
+from nimosef_engine.fitting.fit import FitConfig, fit_subject
+from nimosef_engine.fitting.pose import choose_rotation
 from nimosef_engine.losses.objective import subject_tensors
-from nimosef_engine.metrics import dice
-from nimosef_engine.postprocess import clean_labels
-from nimosef_engine.progress import ProgressReporter
-from nimosef_engine.sample import embed_frame, sample_fields
-from nimosef_engine.segment_track import (
-    QUALITY,
-    SegmentTrackOptions,
-    choose_rotation,
-    cycle_times_from_ed,
-    subject_from_cine,
-)
+from nimosef_engine.pipeline.cycle_time import cycle_times_from_ed
+from nimosef_engine.pipeline.localise import localise_heart
+from nimosef_engine.pipeline.options import STANDARD
+from nimosef_engine.refinement.cleanup import clean_labels
+from nimosef_engine.sampling.fields import embed_frame, sample_fields
 
 CLASSES = ((1, "LV"), (2, "MYO"), (3, "RV"))
 
@@ -45,7 +42,7 @@ def fit_and_dice(net, ckpt, sd, gts, preset, device) -> dict[str, float]:
     """Fit as segment-track does (steps, points, pose); mean Dice over ED and ES per class."""
     steps = int((ckpt.get("fit_defaults") or {}).get("steps", FitConfig.steps))
     res = fit_subject(net, subject_tensors(sd, device),
-                      FitConfig(steps=steps, n_points=preset["n_points"], pose=preset["pose"]),
+                      FitConfig(steps=steps, n_points=preset.n_points, pose=preset.pose),
                       ckpt["code_mean"].to(device))
     labels = sample_fields(net, res.code, sd, 1, device, res.pose_matrix)[0]
     scores = {name: [] for _, name in CLASSES}
@@ -59,15 +56,15 @@ def fit_and_dice(net, ckpt, sd, gts, preset, device) -> dict[str, float]:
 def patient(folder: Path, net, ckpt, device) -> dict:
     info, cine, gts = acdc_ed_es(folder)
     scale = float(ckpt.get("norm_scale_mm", 100.0))
-    preset = QUALITY["standard"]
+    preset = STANDARD
     pose = localise_heart(cine.frames, cine.affine_ras, scale_mm=scale, source=folder.name)
     ref = heart_frame_from_labels(gts[0], cine.affine_ras, scale)
     times = cycle_times_from_ed(cine, 0, 1, ckpt.get("es_time_mean"))
-    found = subject_from_cine(cine, pose.frame, pose.roi_center_ras, times, 160.0, folder.name)
-    heart, _ = choose_rotation(net, ckpt, found, SegmentTrackOptions(), preset, device,
-                               ProgressReporter())
+    found = subject_from_cine(cine, pose.frame, pose.roi_center_ras, times, ROI_MM, folder.name)
+    heart, _ = choose_rotation(net, ckpt, found, preset.rotations, preset.rotation_steps,
+                               device, ProgressReporter())
     found = replace(found, heart=heart)
-    labelled = subject_from_cine(cine, ref, ref.origin_ras, times, 160.0, folder.name)
+    labelled = subject_from_cine(cine, ref, ref.origin_ras, times, ROI_MM, folder.name)
     err = compare(heart, ref, gts[0], cine.affine_ras)
     return {"subject": folder.name, "group": info.group, "frame_err_mm": round(err["err_mm"], 1),
             "frame_err_deg": round(err["angle_deg"], 1),

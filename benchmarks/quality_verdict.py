@@ -2,7 +2,7 @@
 
 False alarms: the verdicts recorded by ``nimosef evaluate`` (per_subject.csv, ``quality``) on
 real hearts, recomputed from the recorded signals with the current thresholds
-(:func:`nimosef_engine.quality.verdict`), so that a change of threshold needs no new fits.
+(:func:`nimosef_engine.pipeline.quality.verdict`), so that a change of threshold needs no new fits.
 Misses: inputs that are not a heart, or not enough of one, built from a real cine
 (ACDC patient090, shipped in tests/data), each run through ``nimosef segment-track``; a miss
 is a result written with the verdict ``ok``.
@@ -25,7 +25,7 @@ import pandas as pd
 from common import ROOT, record
 
 from nimosef_engine.io.nifti import load_nifti, save_nifti
-from nimosef_engine.quality import verdict
+from nimosef_engine.pipeline.quality import verdict
 
 CINE = ROOT / "tests" / "data" / "acdc" / "patient090" / "patient090_4d.nii.gz"
 

@@ -21,18 +21,15 @@ import numpy as np
 import torch
 from common import ROOT, peak_rss_mb, record
 
-from nimosef_engine.fit import FitConfig, fit_subject, rotation_search_losses
+from nimosef_engine.data.roi import ROI_MM, subject_from_cine
+from nimosef_engine.fitting.fit import FitConfig, fit_subject, rotation_search_losses
+from nimosef_engine.fitting.pose import ROTATION_POINTS, rotated_frame
 from nimosef_engine.io.cine import load_cine
-from nimosef_engine.localise import localise_heart
 from nimosef_engine.losses.objective import subject_tensors
-from nimosef_engine.segment_track import (
-    QUALITY,
-    ROTATION_POINTS,
-    cycle_model_times,
-    load_prior,
-    rotated_frame,
-    subject_from_cine,
-)
+from nimosef_engine.model.bundled import load_prior
+from nimosef_engine.pipeline.cycle_time import cycle_model_times
+from nimosef_engine.pipeline.localise import localise_heart
+from nimosef_engine.pipeline.options import QUALITY_PRESETS
 
 DEMO = ROOT / "tests" / "data" / "acdc" / "patient090" / "patient090_4d.nii.gz"
 
@@ -46,8 +43,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cine", default=str(DEMO))
-    ap.add_argument("--quality", default="standard", choices=[q for q in QUALITY
-                                                               if len(QUALITY[q]["rotations"]) > 1])
+    ap.add_argument("--quality", default="standard", choices=[q for q, p in QUALITY_PRESETS.items()
+                                                               if len(p.rotations) > 1])
     ap.add_argument("--repeats", type=int, default=2)
     args = ap.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -56,9 +53,9 @@ def main() -> None:
     pose = localise_heart(cine.frames, cine.affine_ras,
                           scale_mm=float(ckpt.get("norm_scale_mm", 100.0)), source=args.cine)
     times, _ = cycle_model_times(cine, ckpt, pose.ed_index, pose.es_index)
-    sd = subject_from_cine(cine, pose.frame, pose.roi_center_ras, times, 160.0, args.cine)
-    preset = QUALITY[args.quality]
-    angles, steps = preset["rotations"], preset["rotation_steps"]
+    sd = subject_from_cine(cine, pose.frame, pose.roi_center_ras, times, ROI_MM, args.cine)
+    preset = QUALITY_PRESETS[args.quality]
+    angles, steps = preset.rotations, preset.rotation_steps
     code0 = ckpt["code_mean"].to(device)
 
     def one_by_one() -> list[float]:

@@ -16,11 +16,13 @@ import numpy as np
 import torch
 from common import ROOT, record
 
+from nimosef_engine.data.roi import subject_from_cine
 from nimosef_engine.io.cine import load_cine
-from nimosef_engine.localise import localise_heart
+from nimosef_engine.model.bundled import BUNDLED_PRIOR
 from nimosef_engine.model.checkpoint import load_checkpoint, model_from_checkpoint
-from nimosef_engine.sample import predict_points, sample_fields
-from nimosef_engine.segment_track import BUNDLED_PRIOR, cycle_times_from_ed, subject_from_cine
+from nimosef_engine.pipeline.cycle_time import cycle_times_from_ed
+from nimosef_engine.pipeline.localise import localise_heart
+from nimosef_engine.sampling.fields import predict_points, sample_fields
 
 CINE = ROOT / "tests" / "data" / "acdc" / "patient090" / "patient090_4d.nii.gz"
 

@@ -1,6 +1,6 @@
 """How the slice network holds up when the scanner changes: its labels alone (argmax) on the
 ED and ES frames of a preprocessed split, under each fixed shift of
-:data:`nimosef_engine.scanner_augment.SHIFTS` (intensity response, bias field, noise, lower
+:data:`nimosef_engine.training.scanner_augment.SHIFTS` (intensity response, bias field, noise, lower
 resolution, ringing, another contrast curve). Prints and records the mean 3D Dice per class
 and the mean |LV volume change| against the unshifted image, per shift.
 
@@ -18,11 +18,12 @@ import numpy as np
 import torch
 from common import record
 
+from nimosef_engine.core.geometry import spacing_of
 from nimosef_engine.data.manifest import load_split
-from nimosef_engine.geometry import spacing_of
-from nimosef_engine.metrics import dice_per_class
-from nimosef_engine.scanner_augment import SHIFTS, as_numpy_frame
-from nimosef_engine.slice_likelihood import load_slice_net, slice_probabilities
+from nimosef_engine.evaluation.metrics import dice_per_class
+from nimosef_engine.model.bundled import load_slice_net
+from nimosef_engine.refinement.slice_evidence import slice_probabilities
+from nimosef_engine.training.scanner_augment import SHIFTS, as_numpy_frame
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """What a fresh process pays before its first useful step, each in its own new interpreter:
 importing torch, starting the device, the first step of ``torch.optim.Adam`` and of the fit's
-own Adam (``nimosef_engine.adam``; and whether ``torch._dynamo`` was imported by then), and
+own Adam (``nimosef_engine.fitting.adam``; and whether ``torch._dynamo`` was imported by then), and
 importing the segment-track command.
 
     python benchmarks/startup_costs.py [--device auto|cpu|cuda] [--repeats 3]
@@ -43,7 +43,7 @@ if sys.argv[2] == "torch":
     out["first_step_torch_optim_adam"] = first_step(torch.optim.Adam)
     out["dynamo_imported"] = "torch._dynamo" in sys.modules
 else:
-    from nimosef_engine.adam import Adam
+    from nimosef_engine.fitting.adam import Adam
     out["first_step_nimosef_adam"] = first_step(Adam)
     out["dynamo_imported"] = "torch._dynamo" in sys.modules
     t = time.perf_counter()

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 from common import ROOT, record
 
-from nimosef_engine.geometry import crop_affine, new_to_old_k, resample_grid_z
+from nimosef_engine.core.geometry import crop_affine, new_to_old_k, resample_grid_z
 from nimosef_engine.io.cine import load_cine
 from nimosef_engine.io.nifti import save_nifti
 

@@ -13,11 +13,11 @@ import time
 import torch
 from common import preprocessed_test_data, record
 
-from nimosef_engine.augment import AugmentConfig, augmentation_table
 from nimosef_engine.data.manifest import load_split
 from nimosef_engine.losses.objective import LossWeights, subject_tensors
 from nimosef_engine.model.network import ModelConfig
-from nimosef_engine.train import AutoDecoder
+from nimosef_engine.training.augment import AugmentConfig, augmentation_table
+from nimosef_engine.training.prior import AutoDecoder
 
 
 def bench(subjects, device, amp: bool, steps: int, n_points: int, cfg: ModelConfig) -> dict:

@@ -15,7 +15,7 @@ import os
 import sys
 
 from nimosef_engine import __version__
-from nimosef_engine.errors import NimosefCancelled, NimosefInputError
+from nimosef_engine.core.errors import NimosefCancelled, NimosefInputError
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,20 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def as_flag(exc: NimosefInputError, parser: argparse.ArgumentParser, command: str) -> str:
+    """The error's message with the option it names (``res_factor_z``, as the library says)
+    written as the command's flag (``--res-factor-z``), when the command has that flag."""
+    if not exc.path or not exc.path.replace("_", "").isalnum():
+        return str(exc)
+    flag = "--" + exc.path.replace("_", "-")
+    for action in parser._actions:  # argparse keeps its subcommands' parsers only here
+        if isinstance(action, argparse._SubParsersAction) and command in action.choices:
+            flags = {s for a in action.choices[command]._actions for s in a.option_strings}
+            if flag in flags:
+                return f"{flag}: {exc.problem}"
+    return str(exc)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(_command_named(argv))
@@ -71,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except NimosefInputError as exc:
-        print(f"nimosef {args.command}: error: {exc}", file=sys.stderr)
+        print(f"nimosef {args.command}: error: {as_flag(exc, parser, args.command)}",
+              file=sys.stderr)
         return 2
     except OSError as exc:  # the environment, not the input: disk full, permissions, ...
         log.debug("operating-system error", exc_info=True)

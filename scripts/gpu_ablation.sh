@@ -26,7 +26,7 @@ wait
 for v in "$@"; do
   python3 - "$OUT/$v/calibrated.pt" "$OUT/calibrate_$v.json" "$v" "$T" "$#" <<'PY'
 import json, sys, torch
-from nimosef_engine.safe_load import load_torch_file
+from nimosef_engine.core.safe_load import load_torch_file
 ck = load_torch_file(sys.argv[1], "checkpoint")
 print(json.dumps({"variant": sys.argv[3], "epoch": ck["epoch"], "seconds": int(sys.argv[4]),
                   "runs_side_by_side": int(sys.argv[5]),

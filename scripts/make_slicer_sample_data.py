@@ -60,7 +60,7 @@ def sample_cine(ctx) -> Path:
 def cropped_cine(work: Path) -> tuple[Path, tuple[int, int]]:
     """The cine cut to FRAME_NUMBERS and a CROP_PX square centred on the expert labels of
     the ED frame (the labels only choose the crop; the engine never sees them)."""
-    from nimosef_engine.geometry import crop_affine
+    from nimosef_engine.core.geometry import crop_affine
     from nimosef_engine.io.nifti import load_nifti, save_nifti
 
     data, affine = load_nifti(PATIENT / "patient090_4d.nii.gz", ndim=4)

@@ -3,9 +3,15 @@ tiny prior trained on it for the fit / generate / resample tests."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
+
+# the tests' shared real-data helpers (io_testdata, preprocess_testdata, safety_testdata)
+HELPERS = Path(__file__).resolve().parent / "helpers"
+if str(HELPERS) not in sys.path:
+    sys.path.insert(0, str(HELPERS))
 
 DATA = Path(__file__).resolve().parent / "data"
 ACDC = DATA / "acdc"

@@ -21,7 +21,7 @@ def read_csv_rows(path: Path, columns, absent: str) -> list[dict[str, str]]:
     """The rows of a CSV table of the engine's output as dicts; raises ``NimosefInputError``
     naming ``path`` when it is missing (``absent``: the problem to state), lacks one of
     ``columns`` or has no rows."""
-    from nimosef_engine.errors import NimosefInputError
+    from nimosef_engine.core.errors import NimosefInputError
 
     if not path.is_file():
         raise NimosefInputError(path, absent)
@@ -42,7 +42,7 @@ def read_volume_curves(path: str | Path) -> dict[str, np.ndarray]:
     ``time_ms`` is NaN where the input had no trigger times. Raises ``NimosefInputError`` when a
     contract column is missing or a value is not a number.
     """
-    from nimosef_engine.errors import NimosefInputError
+    from nimosef_engine.core.errors import NimosefInputError
 
     path = Path(path)
     rows = read_csv_rows(path, CURVE_COLUMNS, "file not found")
@@ -159,7 +159,7 @@ def table_columns(table_node) -> dict[str, np.ndarray | list[str]]:
 
 def export_table_csv(table_node, path: str | Path) -> Path:
     """Write the table to ``path`` as CSV with Slicer's table storage node (atomic)."""
-    from nimosef_engine.atomic import atomic_path
+    from nimosef_engine.core.atomic import atomic_path
 
     path = Path(path)
     if path.suffix.lower() != ".csv":

@@ -43,7 +43,7 @@ def read_displacement_field(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     field of 3-vectors."""
     import SimpleITK as sitk
 
-    from nimosef_engine.errors import NimosefInputError
+    from nimosef_engine.core.errors import NimosefInputError
 
     from .results import read_sitk_image, sitk_affine_ras
 

@@ -123,7 +123,7 @@ class OffscreenThreeDView(_OffscreenView):
 
 def save_png(rgb: np.ndarray, path: str | Path) -> Path:
     """Write an ``(H, W, 3)`` uint8 image as PNG (atomic)."""
-    from nimosef_engine.atomic import atomic_path
+    from nimosef_engine.core.atomic import atomic_path
 
     path = Path(path)
     h, w, _ = rgb.shape

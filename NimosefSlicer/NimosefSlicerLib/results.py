@@ -72,7 +72,7 @@ class NimosefResults:
 
 def output_file(out_dir: Path, name: str) -> Path:
     """A contract file of the output folder; ``NimosefInputError`` if it is missing."""
-    from nimosef_engine.errors import NimosefInputError
+    from nimosef_engine.core.errors import NimosefInputError
 
     path = Path(out_dir) / name
     if not path.exists():
@@ -82,7 +82,7 @@ def output_file(out_dir: Path, name: str) -> Path:
 
 def read_summary(out_dir: Path) -> dict:
     """``summary.json`` as a dict; checks the keys the panel shows."""
-    from nimosef_engine.errors import NimosefInputError
+    from nimosef_engine.core.errors import NimosefInputError
 
     path = output_file(out_dir, "summary.json")
     try:
@@ -134,7 +134,7 @@ def read_sitk_image(path: Path, absent: str = "file not found"):
     is missing (``absent``: the problem to state) or unreadable."""
     import SimpleITK as sitk
 
-    from nimosef_engine.errors import NimosefInputError
+    from nimosef_engine.core.errors import NimosefInputError
 
     if not path.is_file():
         raise NimosefInputError(path, absent)
@@ -148,7 +148,7 @@ def read_sitk_image(path: Path, absent: str = "file not found"):
 def _read_nifti_sitk(path: Path, ndim: int, dtype) -> tuple[np.ndarray, np.ndarray]:
     import SimpleITK as sitk
 
-    from nimosef_engine.errors import NimosefInputError
+    from nimosef_engine.core.errors import NimosefInputError
 
     image = read_sitk_image(path)
     array = sitk.GetArrayFromImage(image)  # (T, Z, Y, X) or (Z, Y, X)
@@ -180,7 +180,7 @@ def _index_values(cine: CineNodes) -> list[str]:
 
 
 def _check_frames(path: Path, n_frames: int, cine: CineNodes) -> None:
-    from nimosef_engine.errors import NimosefInputError
+    from nimosef_engine.core.errors import NimosefInputError
 
     if n_frames != cine.n_frames:
         raise NimosefInputError(path, f"{n_frames} frames, the cine has {cine.n_frames}")
@@ -278,7 +278,7 @@ def read_motion_fields(out_dir: Path, n_frames: int, affine_ras: np.ndarray
     (:func:`motion.crop_to_support`): ``[(vectors (X, Y, Z, 3) RAS mm, affine_ras)] * T``.
     ``NimosefInputError`` names a missing file or one not on the cine's grid
     ``affine_ras``."""
-    from nimosef_engine.errors import NimosefInputError
+    from nimosef_engine.core.errors import NimosefInputError
 
     fields = []
     for t in range(n_frames):
@@ -422,7 +422,7 @@ def read_output_folder(out_dir: str | Path, res_factor_z: int, n_frames: int,
 
     Raises ``NimosefInputError`` naming the file for anything missing or inconsistent with a
     cine of ``n_frames`` frames. Touches no scene (safe in a worker thread)."""
-    from nimosef_engine.errors import NimosefInputError
+    from nimosef_engine.core.errors import NimosefInputError
 
     out_dir = Path(out_dir)
     summary = read_summary(out_dir)

@@ -30,7 +30,7 @@ def _check(condition, message: str) -> None:
 
 def voxel_ras_grid(affine_ras: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
     """RAS mm of every voxel centre of a grid, ``(X*Y*Z, 3)`` (engine geometry)."""
-    from nimosef_engine.geometry import grid_ijk, voxel_to_ras
+    from nimosef_engine.core.geometry import grid_ijk, voxel_to_ras
 
     return voxel_to_ras(affine_ras, grid_ijk(shape))
 
@@ -141,7 +141,7 @@ def check_cancel(ctx, job: EngineJob, wait_for_progress_s: float = 60.0,
 # ----------------------------------------------------------------------------- results
 def check_results(ctx, res: results.NimosefResults, frames: tuple[int, ...] | None = None) -> None:
     """The scene after Segment & Track matches the engine's output folder."""
-    from nimosef_engine.geometry import resample_grid_z
+    from nimosef_engine.core.geometry import resample_grid_z
 
     cine = res.cine
     browser = cine.browser
@@ -314,7 +314,7 @@ def check_resample(ctx, res: results.NimosefResults, factor: int, python: str | 
     """The z-resolution slider path: the frame on screen is re-sampled first and shown on the
     new grid while the sequence still holds the old frames; then ``nimosef resample`` updates
     the super-resolved sequence in place (same sequence node, same browser)."""
-    from nimosef_engine.geometry import resample_grid_z
+    from nimosef_engine.core.geometry import resample_grid_z
 
     sequence = res.sequences["superres"]
     n_sync = res.cine.browser.GetNumberOfSynchronizedSequenceNodes()

@@ -39,7 +39,7 @@ def read_strain(path: str | Path, n_frames: int | None = None) -> dict:
     component: (R,) %}``, one entry per row. Raises ``NimosefInputError`` naming the file
     for a missing column, a value that is not a number, an unknown segment, or (with
     ``n_frames``) a frame without its ``global`` row."""
-    from nimosef_engine.errors import NimosefInputError
+    from nimosef_engine.core.errors import NimosefInputError
 
     path = Path(path)
     rows = curves.read_csv_rows(path, COLUMNS, "missing from the segment-track output folder")

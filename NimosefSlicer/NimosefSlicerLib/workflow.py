@@ -217,7 +217,7 @@ class ResampleJob(EngineJob):
                        or results.output_dir)
         kept = (out_dir / "subject.nimosef").is_file()
         if not kept and results.subject is None:
-            from nimosef_engine.errors import NimosefInputError
+            from nimosef_engine.core.errors import NimosefInputError
 
             raise NimosefInputError(out_dir / "subject.nimosef",
                                     "fitted subject not found: run Segment & Track again")

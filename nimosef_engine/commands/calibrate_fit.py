@@ -14,12 +14,12 @@ import logging
 
 import numpy as np
 
+from nimosef_engine.core.device import resolve_device
+from nimosef_engine.core.errors import NimosefInputError
+from nimosef_engine.core.progress import ShareReporter, cancel_on_signals, make_reporter
 from nimosef_engine.data.manifest import load_split
-from nimosef_engine.device import resolve_device
-from nimosef_engine.errors import NimosefInputError
-from nimosef_engine.evaluation import fit_and_score
 from nimosef_engine.model.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
-from nimosef_engine.progress import ShareReporter, cancel_on_signals, make_reporter
+from nimosef_engine.training.validation import fit_and_score
 
 log = logging.getLogger(__name__)
 

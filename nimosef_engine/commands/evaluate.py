@@ -7,12 +7,14 @@ import json
 import tempfile
 from pathlib import Path
 
-from nimosef_engine.atomic import check_output_path
-from nimosef_engine.benchmark_eval import evaluate_acdc, evaluate_pairs, evaluate_sunnybrook
-from nimosef_engine.errors import NimosefInputError
-from nimosef_engine.progress import cancel_on_signals, make_reporter
-from nimosef_engine.segment_track import QUALITY, SegmentTrackOptions
-from nimosef_engine.segment_track_checks import check_options
+from nimosef_engine.core.atomic import check_output_path
+from nimosef_engine.core.errors import NimosefInputError
+from nimosef_engine.core.progress import cancel_on_signals, make_reporter
+from nimosef_engine.pipeline.checks import check_models
+from nimosef_engine.pipeline.evaluate import evaluate_acdc, evaluate_pairs, evaluate_sunnybrook
+from nimosef_engine.pipeline.options import QUALITY_PRESETS, SegmentTrackOptions
+
+DEFAULTS = SegmentTrackOptions()
 
 
 def register(sub) -> None:
@@ -28,11 +30,11 @@ def register(sub) -> None:
     p.add_argument("--split", default="val")
     p.add_argument("--out", required=True, help="folder for per_subject.csv, summary.json")
     p.add_argument("--prior")
-    p.add_argument("--quality", default="standard", choices=list(QUALITY))
+    p.add_argument("--quality", default=DEFAULTS.quality, choices=list(QUALITY_PRESETS))
     p.add_argument("--fit-steps", type=int)
-    p.add_argument("--pose-hypotheses", type=int, default=1,
+    p.add_argument("--pose-hypotheses", type=int, default=DEFAULTS.pose_hypotheses,
                    help="starting poses fitted in full per patient (see segment-track)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--device", default=DEFAULTS.device, choices=["auto", "cpu", "cuda"])
     p.add_argument("--no-refine", action="store_true",
                    help="labels from the network alone (see segment-track)")
     p.add_argument("--no-slice-net", action="store_true",
@@ -66,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     if args.layout != "pairs" and not args.root:
         raise NimosefInputError("--root", f"--layout {args.layout} needs --root")
     check_output_path(args.out)
-    check_options(SegmentTrackOptions(**options))  # before any patient is read
+    check_models(SegmentTrackOptions(**options))  # before any patient is read
     reporter = make_reporter(args.progress)
     root = Path(args.root or ".")
     with cancel_on_signals(reporter):

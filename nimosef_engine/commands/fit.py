@@ -7,15 +7,15 @@ import json
 
 import torch
 
-from nimosef_engine.atomic import atomic_write_text, check_output_path
-from nimosef_engine.device import resolve_device
-from nimosef_engine.errors import NimosefInputError
-from nimosef_engine.fit import FitConfig, fit_subject
+from nimosef_engine.commands.subject_args import add_subject_args, selected_subjects
+from nimosef_engine.core.atomic import atomic_write_text, check_output_path
+from nimosef_engine.core.device import resolve_device
+from nimosef_engine.core.errors import NimosefInputError
+from nimosef_engine.core.progress import ShareReporter, cancel_on_signals, make_reporter
+from nimosef_engine.core.safe_load import save_torch_file
+from nimosef_engine.fitting.fit import FitConfig, fit_subject
 from nimosef_engine.losses.objective import subject_tensors
 from nimosef_engine.model.checkpoint import load_checkpoint, model_from_checkpoint, prior_id
-from nimosef_engine.progress import ShareReporter, cancel_on_signals, make_reporter
-from nimosef_engine.safe_load import save_torch_file
-from nimosef_engine.subjects_cli import add_subject_args, selected_subjects
 
 
 def register(sub) -> None:

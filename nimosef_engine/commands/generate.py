@@ -7,14 +7,14 @@ from pathlib import Path
 
 import torch
 
-from nimosef_engine.atomic import atomic_path, check_output_path
-from nimosef_engine.device import resolve_device
-from nimosef_engine.errors import NimosefInputError
-from nimosef_engine.generate import generate_subject
+from nimosef_engine.commands.subject_args import add_subject_args, selected_subjects
+from nimosef_engine.core.atomic import atomic_path, check_output_path
+from nimosef_engine.core.device import resolve_device
+from nimosef_engine.core.errors import NimosefInputError
+from nimosef_engine.core.progress import cancel_on_signals, make_reporter
+from nimosef_engine.core.safe_load import load_torch_file
 from nimosef_engine.model.checkpoint import load_checkpoint, model_from_checkpoint
-from nimosef_engine.progress import cancel_on_signals, make_reporter
-from nimosef_engine.safe_load import load_torch_file
-from nimosef_engine.subjects_cli import add_subject_args, selected_subjects
+from nimosef_engine.sampling.tables import generate_subject
 
 
 def register(sub) -> None:

@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from nimosef_engine.atomic import atomic_path, check_output_path
-from nimosef_engine.errors import NimosefInputError
+from nimosef_engine.core.atomic import atomic_path, check_output_path
+from nimosef_engine.core.errors import NimosefInputError
+from nimosef_engine.evaluation.metrics import CLASS_NAMES, indices_from_metrics, subject_metrics
+from nimosef_engine.evaluation.plots import plot_dice_boxplot, plot_volume_curves
 from nimosef_engine.io.nifti import load_nifti
-from nimosef_engine.metrics import CLASS_NAMES, indices_from_metrics, subject_metrics
-from nimosef_engine.plots import plot_dice_boxplot, plot_volume_curves
 
 log = logging.getLogger(__name__)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import logging
 
+from nimosef_engine.core.progress import cancel_on_signals, make_reporter
 from nimosef_engine.data.manifest import DEFAULT_FRACTIONS, dataset_manifest_path
 from nimosef_engine.data.preprocess import preprocess_dataset
-from nimosef_engine.progress import cancel_on_signals, make_reporter
 
 log = logging.getLogger(__name__)
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from nimosef_engine.progress import cancel_on_signals, make_reporter
-from nimosef_engine.resample import resample_subject
-from nimosef_engine.sample import DEFAULT_MEMORY_BUDGET_GB
+from nimosef_engine.core.progress import cancel_on_signals, make_reporter
+from nimosef_engine.pipeline.resample import resample_subject
+from nimosef_engine.sampling.memory import DEFAULT_MEMORY_BUDGET_GB
 
 
 def register(sub) -> None:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 
-from nimosef_engine.progress import cancel_on_signals, make_reporter
-from nimosef_engine.sample import DEFAULT_MEMORY_BUDGET_GB
-from nimosef_engine.segment_track import QUALITY, segment_track
+from nimosef_engine.core.progress import cancel_on_signals, make_reporter
+from nimosef_engine.pipeline.options import QUALITY_PRESETS, SegmentTrackOptions
+from nimosef_engine.pipeline.segment_track import segment_track
+
+DEFAULTS = SegmentTrackOptions()
 
 
 def register(sub) -> None:
@@ -20,14 +22,15 @@ def register(sub) -> None:
                                              "DICOM folder, or a .nrrd/.seq.nrrd sequence")
     p.add_argument("--out", required=True, help="output folder (must not exist)")
     p.add_argument("--prior", help="prior checkpoint (default: the bundled ACDC prior)")
-    p.add_argument("--res-factor-z", type=int, default=2, help="slices per input slice (1-8)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--quality", default="standard", choices=list(QUALITY))
+    p.add_argument("--res-factor-z", type=int, default=DEFAULTS.res_factor_z,
+                   help="slices per input slice (1-8)")
+    p.add_argument("--device", default=DEFAULTS.device, choices=["auto", "cpu", "cuda"])
+    p.add_argument("--quality", default=DEFAULTS.quality, choices=list(QUALITY_PRESETS))
     p.add_argument("--fit-steps", type=int, help="override the number of fitting steps")
-    p.add_argument("--pose-hypotheses", type=int, default=1,
+    p.add_argument("--pose-hypotheses", type=int, default=DEFAULTS.pose_hypotheses,
                    help="experimental: fit from this many starting poses and keep the lowest "
                         "loss (the model card: not better on average on ACDC validation)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=DEFAULTS.seed)
     p.add_argument("--frame-times", type=float, nargs="+",
                    help="cycle position (0-1) of each input frame")
     p.add_argument("--frame-numbers", type=int, nargs="+",
@@ -39,7 +42,8 @@ def register(sub) -> None:
                    help="LV centre hint, scanner RAS mm")
     p.add_argument("--rv-point", type=float, nargs=3, metavar=("X", "Y", "Z"),
                    help="a point in the RV, scanner RAS mm")
-    p.add_argument("--roi-mm", type=float, default=160.0)
+    p.add_argument("--roi-mm", type=float, default=DEFAULTS.roi_mm,
+                   help="side of the region around the heart (mm)")
     p.add_argument("--no-clean", action="store_true", help="keep raw label maps")
     p.add_argument("--no-refine", action="store_true",
                    help="labels from the network alone: its slices not shifted onto the image, "
@@ -49,7 +53,9 @@ def register(sub) -> None:
                         "probabilities too")
     p.add_argument("--slice-net", help="slice network checkpoint (default: the bundled one)")
     p.add_argument("--no-meshes", action="store_true")
-    p.add_argument("--memory-budget-gb", type=float, default=DEFAULT_MEMORY_BUDGET_GB,
+    p.add_argument("--no-motion", action="store_true",
+                   help="skip the dense motion fields (motion/) and strain (strain.csv)")
+    p.add_argument("--memory-budget-gb", type=float, default=DEFAULTS.memory_budget_gb,
                    help="memory the run may use (GB, default %(default)s): frames are streamed "
                         "to disk and sampled in chunks sized to stay within it")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
@@ -59,20 +65,26 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
+def options_from_args(args: argparse.Namespace) -> SegmentTrackOptions:
+    """The run's options from the parsed command line (checked as they are made)."""
+    return SegmentTrackOptions(
+        prior=args.prior, res_factor_z=args.res_factor_z, device=args.device, seed=args.seed,
+        quality=args.quality, fit_steps=args.fit_steps, roi_mm=args.roi_mm,
+        clean=not args.no_clean, refine=not args.no_refine, slice_net=not args.no_slice_net,
+        slice_net_path=args.slice_net, meshes=not args.no_meshes, motion=not args.no_motion,
+        overwrite=args.overwrite,
+        frame_times=args.frame_times, frame_numbers=args.frame_numbers,
+        n_frames=args.n_frames, series=args.series, lv_center=args.lv_center,
+        rv_point=args.rv_point, ed_frame=args.ed_frame,
+        memory_budget_gb=args.memory_budget_gb, pose_hypotheses=args.pose_hypotheses,
+        force=args.force)
+
+
 def run(args: argparse.Namespace) -> int:
+    options = options_from_args(args)
     reporter = make_reporter(args.progress)
     with cancel_on_signals(reporter):
-        summary = segment_track(
-            args.inputs, args.out, reporter, prior=args.prior, res_factor_z=args.res_factor_z,
-            device=args.device, seed=args.seed, quality=args.quality, fit_steps=args.fit_steps,
-            roi_mm=args.roi_mm, clean=not args.no_clean, refine=not args.no_refine,
-            slice_net=not args.no_slice_net, slice_net_path=args.slice_net,
-            meshes=not args.no_meshes,
-            overwrite=args.overwrite, frame_times=args.frame_times,
-            frame_numbers=args.frame_numbers, n_frames=args.n_frames, series=args.series,
-            lv_center=args.lv_center, rv_point=args.rv_point, ed_frame=args.ed_frame,
-            memory_budget_gb=args.memory_budget_gb, pose_hypotheses=args.pose_hypotheses,
-            force=args.force)
+        summary = segment_track(args.inputs, args.out, reporter, options)
     if args.progress != "json":
         keys = ("ed_frame", "es_frame", "LV_EDV_mL", "LV_ESV_mL", "LV_EF_pct", "RV_EF_pct",
                 "MYO_mass_g", "runtime_s")

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import yaml
 
-from nimosef_engine.atomic import atomic_write_text, check_output_path
-from nimosef_engine.augment import augmentation_table
-from nimosef_engine.errors import NimosefInputError
-from nimosef_engine.progress import cancel_on_signals, make_reporter
-from nimosef_engine.train import (
+from nimosef_engine.core.atomic import atomic_write_text, check_output_path
+from nimosef_engine.core.errors import NimosefInputError
+from nimosef_engine.core.progress import cancel_on_signals, make_reporter
+from nimosef_engine.training.augment import augmentation_table
+from nimosef_engine.training.prior import (
     TrainConfig,
     load_training_subjects,
     read_init_checkpoint,

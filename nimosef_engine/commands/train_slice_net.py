@@ -1,5 +1,5 @@
 """``nimosef train-slice-net``: train the slice network of the refinement
-(:mod:`nimosef_engine.train_slice_net`) on a preprocessed dataset's train split, choosing the
+(:mod:`nimosef_engine.training.slice_net`) on a preprocessed dataset's train split, choosing the
 epoch on its val split."""
 
 from __future__ import annotations
@@ -7,11 +7,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from nimosef_engine.atomic import check_output_path
+from nimosef_engine.core.atomic import check_output_path
+from nimosef_engine.core.errors import NimosefInputError
+from nimosef_engine.core.progress import cancel_on_signals, make_reporter
 from nimosef_engine.data.manifest import load_dataset_manifest
-from nimosef_engine.errors import NimosefInputError
-from nimosef_engine.progress import cancel_on_signals, make_reporter
-from nimosef_engine.train_slice_net import SliceTrainConfig, train_slice_net
+from nimosef_engine.training.slice_net import SliceTrainConfig, train_slice_net
 
 FLAGS = {"epochs": int, "batch": int, "lr": float, "max_minutes": float, "seed": int,
          "lr_floor": float, "threads": int, "base": int, "levels": int, "scanner": float,

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
+from nimosef_engine.core.errors import NimosefInputError
 from nimosef_engine.data.manifest import normalise_subject_id
-from nimosef_engine.data.preprocess import RawSubject, check_labels, intensity_percentiles
-from nimosef_engine.errors import NimosefInputError
+from nimosef_engine.data.raw import RawSubject, check_labels
+from nimosef_engine.data.roi import intensity_percentiles
 from nimosef_engine.io.nifti import load_nifti
 
 ACDC_TO_NIMOSEF = np.array([0, 3, 2, 1], dtype=np.uint8)  # index: ACDC label

@@ -23,10 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
+from nimosef_engine.core.errors import NimosefInputError
+from nimosef_engine.core.geometry import HeartFrame, ras_to_voxel
 from nimosef_engine.data.manifest import normalise_subject_id
-from nimosef_engine.data.preprocess import RawSubject, check_labels, intensity_percentiles
-from nimosef_engine.errors import NimosefInputError
-from nimosef_engine.geometry import HeartFrame, ras_to_voxel
+from nimosef_engine.data.raw import RawSubject, check_labels
+from nimosef_engine.data.roi import intensity_percentiles
 from nimosef_engine.io.nifti import load_nifti
 
 LPS_FLIP = np.diag([-1.0, -1.0, 1.0])

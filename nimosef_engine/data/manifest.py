@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from nimosef_engine.atomic import atomic_write_text
+from nimosef_engine.core.atomic import atomic_write_text
+from nimosef_engine.core.errors import NimosefInputError
 from nimosef_engine.data.subject import SubjectData
-from nimosef_engine.errors import NimosefInputError
 
 DERIVATIVES = "derivatives"
 IMPLICIT = "implicit"
@@ -60,7 +60,7 @@ def check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:
     """Three non-negative split fractions summing to 1."""
     f = tuple(float(v) for v in fractions)
     if len(f) != 3 or any(not np.isfinite(v) or v < 0 for v in f) or abs(sum(f) - 1) > 1e-6:
-        raise NimosefInputError("--fractions", f"need three non-negative numbers summing to 1 "
+        raise NimosefInputError("fractions", f"need three non-negative numbers summing to 1 "
                                                f"(train val test), got {list(f)}")
     return f
 
@@ -90,7 +90,7 @@ def make_splits(subjects: Iterable[str], groups: dict[str, str] | None = None,
     holdout = sorted({normalise_subject_id(h) for h in holdout})
     unknown = [h for h in holdout if h not in subjects]
     if unknown:
-        raise NimosefInputError("--holdout", f"unknown subject(s) {unknown}; the dataset has "
+        raise NimosefInputError("holdout", f"unknown subject(s) {unknown}; the dataset has "
                                              f"{subjects[:5]}{' ...' if len(subjects) > 5 else ''}")
     strata: dict[str, list[str]] = {}
     for sid in subjects:

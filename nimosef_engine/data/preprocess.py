@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from nimosef_engine.atomic import atomic_path, atomic_write_text
-from nimosef_engine.data.subject import SubjectData
-from nimosef_engine.errors import NimosefInputError
-from nimosef_engine.geometry import (
+from nimosef_engine.core.atomic import atomic_path, atomic_write_text
+from nimosef_engine.core.errors import NimosefInputError
+from nimosef_engine.core.geometry import (
     HeartFrame,
     crop_affine,
     grid_ijk,
@@ -29,103 +27,18 @@ from nimosef_engine.geometry import (
     spacing_of,
     voxel_to_ras,
 )
+from nimosef_engine.core.progress import ProgressReporter
+from nimosef_engine.data import acdc, bids
+from nimosef_engine.data import manifest as mf
+from nimosef_engine.data.raw import RawSubject
+from nimosef_engine.data.roi import ROI_MM, crop_last3, normalise_intensity, roi_box
+from nimosef_engine.data.subject import SubjectData
 
 log = logging.getLogger(__name__)
 
-PERCENTILES = (2.0, 98.0)
-N_LABELS = 4
 
 
-@dataclass
-class RawSubject:
-    """A labelled cine on its scanner grid, as read from a dataset layout.
-
-    ``intensity`` (T, X, Y, Z) float32 in scanner units; ``labels`` (T, X, Y, Z) uint8 NIMOSEF
-    labels or None; ``frame_indices`` (T,) 0-based cine frames; ``frame_times`` (T,) cycle
-    time in [0, 1), ED = 0; ``intensity_range`` the 2nd/98th percentiles of the whole cine.
-    ``heart`` / ``roi`` (offset, shape) come from the layout when it provides them (BIDS
-    ``.tfm`` and ``sa_roi``), else they are derived from the labels.
-    """
-
-    subject_id: str
-    intensity: np.ndarray
-    affine_ras: np.ndarray
-    frame_indices: np.ndarray
-    frame_times: np.ndarray
-    n_frames_cycle: int
-    intensity_range: tuple[float, float]
-    labels: np.ndarray | None = None
-    label_path: Path | None = None
-    heart: HeartFrame | None = None
-    roi: tuple[tuple[int, int, int], tuple[int, int, int]] | None = None
-    group: str | None = None
-    sources: dict = field(default_factory=dict)
-    info: dict = field(default_factory=dict)
-
-
-def intensity_percentiles(cine: np.ndarray, path: str | Path) -> tuple[float, float]:
-    """2nd and 98th percentiles of a whole cine; raises if the image is constant there."""
-    lo, hi = (float(v) for v in np.percentile(np.asarray(cine, dtype=np.float32), PERCENTILES))
-    if not hi > lo:
-        raise NimosefInputError(path, f"image has no intensity contrast (2nd and 98th "
-                                      f"percentiles both {lo:g})")
-    return lo, hi
-
-
-def normalise_intensity(x: np.ndarray, intensity_range: tuple[float, float]) -> np.ndarray:
-    """Clip to ``intensity_range`` and scale to [0, 1] (float32)."""
-    lo, hi = intensity_range
-    return ((np.clip(x, lo, hi) - lo) / (hi - lo)).astype(np.float32)
-
-
-def check_labels(labels: np.ndarray, path: str | Path) -> np.ndarray:
-    """Validate a label array (integers in 0..3) and return it as uint8."""
-    labels = np.asarray(labels)
-    if np.issubdtype(labels.dtype, np.floating):
-        if not np.all(np.isfinite(labels)):
-            raise NimosefInputError(path, "label map contains NaN or infinite values")
-        if not np.all(labels == np.round(labels)):
-            raise NimosefInputError(path, "label map has non-integer values")
-    bad = (labels < 0) | (labels >= N_LABELS)
-    if np.any(bad):
-        values = sorted({int(v) for v in np.unique(labels[bad])[:5]})
-        raise NimosefInputError(path, f"labels outside 0..{N_LABELS - 1}: {values}")
-    return labels.astype(np.uint8)
-
-
-def roi_box(foreground: np.ndarray, affine_ras: np.ndarray,
-            roi_mm: float) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
-    """In-plane box of ``roi_mm`` mm centred on the foreground centroid, all slices.
-
-    ``foreground`` (X, Y, Z) bool. See :func:`roi_box_at`. Returns (offset, shape).
-    """
-    return roi_box_at(np.argwhere(foreground).mean(0), foreground.shape, affine_ras, roi_mm)
-
-
-def roi_box_at(centre_ijk, shape, affine_ras: np.ndarray,
-               roi_mm: float) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
-    """In-plane box of ``roi_mm`` mm centred on voxel ``centre_ijk``, all slices.
-
-    The box keeps its size and is shifted to lie inside the image (or takes the whole axis
-    when the image is smaller). Returns (offset, shape).
-    """
-    spacing = spacing_of(affine_ras)
-    offset, size = [0, 0, 0], [0, 0, int(shape[2])]
-    for ax in (0, 1):
-        n = min(int(shape[ax]), max(1, int(round(roi_mm / spacing[ax]))))
-        start = int(round(float(centre_ijk[ax]) - n / 2))
-        offset[ax] = min(max(start, 0), int(shape[ax]) - n)
-        size[ax] = n
-    return tuple(offset), tuple(size)
-
-
-def crop_last3(a: np.ndarray, offset, shape) -> np.ndarray:
-    """Crop the last three axes of ``a``."""
-    sl = tuple(slice(o, o + s) for o, s in zip(offset, shape, strict=True))
-    return a[(Ellipsis, *sl)]
-
-
-def build_subject(raw: RawSubject, roi_mm: float = 160.0,
+def build_subject(raw: RawSubject, roi_mm: float = ROI_MM,
                   norm_scale_mm: float = 100.0) -> SubjectData:
     """Heart frame, ROI crop and normalised intensities of one subject."""
     label_path = raw.label_path or raw.subject_id
@@ -260,8 +173,6 @@ def write_subject(subject: SubjectData, raw: RawSubject, implicit_dir: Path,
 
 def _open_layout(layout: str, root: Path):
     """``(subject ids, loader(sid) -> RawSubject)`` of a dataset layout."""
-    from nimosef_engine.data import acdc, bids  # they import RawSubject from this module
-
     if layout == "acdc":
         folders = acdc.find_subjects(root)
         return list(folders), lambda sid: acdc.load_subject(folders[sid])
@@ -269,7 +180,7 @@ def _open_layout(layout: str, root: Path):
         found = bids.find_subjects(root)
         groups = bids.read_groups(root)
         return list(found), lambda sid: bids.load_subject(root, sid, groups)
-    raise NimosefInputError("--layout", f"unknown layout {layout!r} (acdc, bids)")
+    raise NimosefInputError("layout", f"unknown layout {layout!r} (acdc, bids)")
 
 
 def _remove_if_empty(created: list[Path]) -> None:
@@ -282,7 +193,7 @@ def _remove_if_empty(created: list[Path]) -> None:
 
 
 def preprocess_dataset(layout: str, root: str | Path, out: str | Path | None = None,
-                       seed: int = 0, fractions=(0.7, 0.15, 0.15), roi_mm: float = 160.0,
+                       seed: int = 0, fractions=(0.7, 0.15, 0.15), roi_mm: float = ROI_MM,
                        norm_scale_mm: float = 100.0, subjects=None, holdout=(),
                        reporter=None) -> dict:
     """Preprocess a dataset into ``OUT/derivatives/{implicit,manifests_nimosef}``.
@@ -292,18 +203,15 @@ def preprocess_dataset(layout: str, root: str | Path, out: str | Path | None = N
     raises :class:`NimosefInputError` and leaves no output of this run. Returns the dataset
     manifest.
     """
-    from nimosef_engine.data import manifest as mf  # imported by acdc/bids, like this module
-    from nimosef_engine.progress import ProgressReporter
-
     reporter = reporter or ProgressReporter()
     root = Path(root)
     if out is None:
         if layout == "acdc":
-            raise NimosefInputError("--out", "required for the ACDC layout (the source "
+            raise NimosefInputError("out", "required for the ACDC layout (the source "
                                              "folder is treated as read-only)")
         out = root
     out = Path(out)
-    for name, value in (("--roi-mm", roi_mm), ("--norm-scale-mm", norm_scale_mm)):
+    for name, value in (("roi_mm", roi_mm), ("norm_scale_mm", norm_scale_mm)):
         if not (np.isfinite(value) and value > 0):
             raise NimosefInputError(name, f"must be a positive number of mm, got {value}")
     fractions = mf.check_fractions(fractions)
@@ -313,7 +221,7 @@ def preprocess_dataset(layout: str, root: str | Path, out: str | Path | None = N
         selected = sorted({mf.normalise_subject_id(s) for s in subjects})
         missing = [s for s in selected if s not in available]
         if missing:
-            raise NimosefInputError("--subjects", f"not in {root}: {missing}")
+            raise NimosefInputError("subjects", f"not in {root}: {missing}")
     mf.make_splits(selected, None, fractions, seed, holdout)  # validates --holdout early
 
     derivatives = out / mf.DERIVATIVES

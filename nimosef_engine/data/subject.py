@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from nimosef_engine.errors import NimosefInputError
-from nimosef_engine.geometry import HeartFrame, apply_affine, grid_ijk
+from nimosef_engine.core.errors import NimosefInputError
+from nimosef_engine.core.geometry import HeartFrame, apply_affine, grid_ijk
 
 
 @dataclass
@@ -52,7 +52,7 @@ class SubjectData:
 
     def save(self, path: str | Path) -> None:
         """Write the ``.npz`` (atomically)."""
-        from nimosef_engine.atomic import atomic_path
+        from nimosef_engine.core.atomic import atomic_path
 
         arrays = dict(
             subject_id=np.array(self.subject_id),

@@ -17,8 +17,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from nimosef_engine.errors import NimosefInputError
-from nimosef_engine.geometry import spacing_of
+from nimosef_engine.core.errors import NimosefInputError
+from nimosef_engine.core.geometry import spacing_of
 from nimosef_engine.io.dicom import cycle_from_triggers, read_dicom_cine
 from nimosef_engine.io.nifti import MAX_SPACING_MM, MIN_SPACING_MM, load_nifti
 from nimosef_engine.io.nrrd import read_nrrd

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.path import Path as PolygonPath
 
-from nimosef_engine.errors import NimosefInputError
+from nimosef_engine.core.errors import NimosefInputError
 
 CONTOUR_NAME = re.compile(r"IM-\d+-(\d+)-([io])contour-manual\.txt$", re.IGNORECASE)
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from nimosef_engine.errors import NimosefInputError
+from nimosef_engine.core.errors import NimosefInputError
 
 if TYPE_CHECKING:  # SimpleITK is imported where it is used: NIfTI users never load it
     import SimpleITK as sitk

@@ -9,9 +9,9 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from nimosef_engine.atomic import atomic_path
-from nimosef_engine.errors import NimosefInputError
-from nimosef_engine.geometry import nifti_affine_ras
+from nimosef_engine.core.atomic import atomic_path
+from nimosef_engine.core.errors import NimosefInputError
+from nimosef_engine.core.geometry import nifti_affine_ras
 
 MAX_SPACING_MM = 50.0
 MIN_SPACING_MM = 0.05

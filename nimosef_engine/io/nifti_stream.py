@@ -5,7 +5,7 @@ one contiguous block after frame ``t - 1``: the header is written first, then ea
 appended (through gzip for ``.nii.gz``). The header is built with nibabel exactly as
 :func:`nimosef_engine.io.nifti.save_nifti` builds it (same sform/qform codes, units, pixdim
 and TR), and the file appears at its final path only when every frame has been written
-(:func:`nimosef_engine.atomic.atomic_path`).
+(:func:`nimosef_engine.core.atomic.atomic_path`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import numpy as np
 from nibabel.arraywriters import get_slope_inter, make_array_writer
 from nibabel.volumeutils import seek_tell
 
-from nimosef_engine.atomic import atomic_path
+from nimosef_engine.core.atomic import atomic_path
 from nimosef_engine.io.nifti import nifti_image
 
 GZIP_LEVEL = 1  # nibabel's default for .nii.gz

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from nimosef_engine.errors import NimosefInputError
+from nimosef_engine.core.errors import NimosefInputError
 from nimosef_engine.io.dicom import LPS_TO_RAS
 from nimosef_engine.io.nifti import MAX_SPACING_MM, MIN_SPACING_MM
 

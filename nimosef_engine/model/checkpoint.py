@@ -6,7 +6,7 @@ and ``subject_ids`` (training codes), ``code_mean`` (initial code for fitting),
 ``train_config``, ``fit_defaults`` (fitting steps chosen on validation), ``engine_version``,
 ``git_commit``, ``epoch``, and for resuming ``optimizer_state``.
 Writes are atomic: a checkpoint is never half-written. Reads go through
-:func:`nimosef_engine.safe_load.load_torch_file` (tensors and plain data only, never code), and
+:func:`nimosef_engine.core.safe_load.load_torch_file` (tensors and plain data only, never code), and
 a checkpoint whose weights do not fit its own ``model_config`` is refused when it is read.
 """
 
@@ -19,9 +19,9 @@ from pathlib import Path
 import torch
 
 from nimosef_engine import LABEL_NAMES, __version__
-from nimosef_engine.errors import NimosefInputError
+from nimosef_engine.core.errors import NimosefInputError
+from nimosef_engine.core.safe_load import load_torch_file, save_torch_file
 from nimosef_engine.model.network import ModelConfig, NimosefNet
-from nimosef_engine.safe_load import load_torch_file, save_torch_file
 
 INTENSITY_NORMALISATION = (
     "per-subject clip to the 2nd-98th percentile of the 4D cine, scale to [0,1]")

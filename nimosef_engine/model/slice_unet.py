@@ -1,5 +1,5 @@
 """A small 2D U-Net that labels one short-axis slice: the learned image likelihood of the
-refinement (:mod:`nimosef_engine.slice_likelihood`).
+refinement (:mod:`nimosef_engine.refinement.slice_evidence`).
 
 Its input is one slice of the heart-centred crop resampled onto a fixed grid
 (:data:`GRID_PX` pixels over :data:`FIELD_MM` mm, whatever the scanner's spacing), each slice

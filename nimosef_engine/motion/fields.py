@@ -34,11 +34,12 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-from nimosef_engine.atomic import atomic_path
+from nimosef_engine.core.atomic import atomic_path
+from nimosef_engine.core.geometry import apply_affine, grid_ijk, spacing_of
 from nimosef_engine.data.subject import SubjectData
-from nimosef_engine.generate import point_displacements
-from nimosef_engine.geometry import apply_affine, grid_ijk, spacing_of
-from nimosef_engine.sample import DEFAULT_CHUNK, embed_frame, slice_shift_ras
+from nimosef_engine.sampling.fields import embed_frame, slice_shift_ras
+from nimosef_engine.sampling.memory import DEFAULT_CHUNK
+from nimosef_engine.sampling.tables import point_displacements
 
 INVERT_ITERATIONS = 20  # Newton iterations at most (:func:`invert_field`)
 INVERT_TOL_VOXELS = 1e-2  # ... stopped when no vector changes by more than this

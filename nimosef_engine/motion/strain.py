@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from nimosef_engine.geometry import LV, MYO, RV, HeartFrame, apply_affine, grid_ijk
+from nimosef_engine.core.geometry import LV, MYO, RV, HeartFrame, apply_affine, grid_ijk
 
 ANTERIOR_SUPERIOR_RAS = np.array([0.0, 1.0, 1.0]) / np.sqrt(2.0)
 STRAIN_COLUMNS = ["frame", "time", "segment", "radial_pct", "circumferential_pct",

@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from nimosef_engine.atomic import atomic_path
+from nimosef_engine.core.atomic import atomic_path
+from nimosef_engine.core.progress import ProgressReporter
 from nimosef_engine.data.subject import SubjectData
 from nimosef_engine.motion.fields import (
     RegistrationConfig,
@@ -26,8 +27,7 @@ from nimosef_engine.motion.fields import (
     write_itk_field,
 )
 from nimosef_engine.motion.strain import STRAIN_COLUMNS, myocardial_geometry, strain_rows
-from nimosef_engine.progress import ProgressReporter
-from nimosef_engine.sample import DEFAULT_CHUNK
+from nimosef_engine.sampling.memory import DEFAULT_CHUNK
 
 
 def field_name(direction: str, frame: int) -> str:

@@ -93,11 +93,12 @@ def segment_track_missing_reason() -> str | None:
 
     if "segment_track" not in cli.COMMANDS:
         return "nimosef_engine.cli.COMMANDS has no segment_track"
-    for module in ("nimosef_engine.segment_track", "nimosef_engine.commands.segment_track"):
+    for module in ("nimosef_engine.pipeline.segment_track",
+                   "nimosef_engine.commands.segment_track"):
         if importlib.util.find_spec(module) is None:
             return f"{module} is not written yet"
     if not os.environ.get(TEST_PRIOR_ENV):
-        from nimosef_engine.segment_track import BUNDLED_PRIOR
+        from nimosef_engine.model.bundled import BUNDLED_PRIOR
 
         if not BUNDLED_PRIOR.is_file():
             return (f"the bundled prior {BUNDLED_PRIOR} is not in the repository yet "
@@ -180,7 +181,7 @@ def gt_scene(ctx, acdc_090):
     from NimosefSlicerLib.results import add_glyph_sequence, add_segmentation_sequence
     from scipy.spatial import cKDTree
 
-    from nimosef_engine.geometry import voxel_to_ras
+    from nimosef_engine.core.geometry import voxel_to_ras
     from nimosef_engine.io.nifti import load_nifti
 
     images, labels = [], []

@@ -86,7 +86,7 @@ def test_find_cine_rejects_lone_volume(ctx):
 
 
 def test_load_rejects_single_frame(ctx, acdc_090):
-    from nimosef_engine.errors import NimosefInputError
+    from nimosef_engine.core.errors import NimosefInputError
 
     with pytest.raises(NimosefInputError, match="patient090_frame04"):
         cine_lib.load_cine_file(ctx, acdc_090 / "patient090_frame04.nii.gz")

@@ -89,7 +89,7 @@ def test_volume_table_chart_and_csv(ctx, gt_scene, acdc_090, tmp_path):
 
 
 def test_volume_csv_errors_name_the_file(tmp_path):
-    from nimosef_engine.errors import NimosefInputError
+    from nimosef_engine.core.errors import NimosefInputError
 
     bad = tmp_path / "volumes.csv"
     bad.write_text("frame,time,LV_mL\n0,0,1\n")

@@ -222,7 +222,7 @@ def test_motion_and_tracked_points_survive_an_mrb_round_trip(ctx, shipped, tmp_p
 
 
 def test_missing_or_bad_motion_files_name_the_file_and_leave_the_scene(ctx, tmp_path):
-    from nimosef_engine.errors import NimosefInputError
+    from nimosef_engine.core.errors import NimosefInputError
 
     folder = tmp_path / "result"
     shutil.copytree(TEST_RESULT, folder)

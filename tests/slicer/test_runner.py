@@ -127,7 +127,7 @@ def test_wait_times_out_and_kills(tmp_path):
 
 def test_json_progress_from_the_real_engine_reporter():
     """The engine's own JsonLinesReporter, in a child process, read by the runner."""
-    code = ("from nimosef_engine.progress import JsonLinesReporter\n"
+    code = ("from nimosef_engine.core.progress import JsonLinesReporter\n"
             "r = JsonLinesReporter()\n"
             "r.update('fit', 0.5, 'half')\nr.update('mesh', 1.0, 'done')\n")
     proc = runner.EngineProcess([sys.executable, "-c", code]).start()

@@ -11,11 +11,11 @@ import pytest
 from preprocess_testdata import ACDC_ROOT, acdc_file, copy_patients
 
 from nimosef_engine.cli import main
+from nimosef_engine.core.errors import NimosefInputError
+from nimosef_engine.core.geometry import ras_to_voxel, spacing_of, stack_normal, voxel_to_ras
 from nimosef_engine.data.acdc import parse_info_cfg, remap_acdc_labels
 from nimosef_engine.data.manifest import implicit_dir, load_dataset_manifest, subject_npz_path
 from nimosef_engine.data.subject import SubjectData
-from nimosef_engine.errors import NimosefInputError
-from nimosef_engine.geometry import ras_to_voxel, spacing_of, stack_normal, voxel_to_ras
 from nimosef_engine.io.nifti import load_nifti
 
 ED_ES = {"sub-001": ("patient001", 1, 12), "sub-080": ("patient080", 1, 10),

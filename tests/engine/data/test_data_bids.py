@@ -10,10 +10,10 @@ import SimpleITK as sitk
 from preprocess_testdata import acdc_file
 
 from nimosef_engine.cli import main
+from nimosef_engine.core.geometry import HeartFrame, crop_affine, voxel_to_ras
 from nimosef_engine.data import bids
 from nimosef_engine.data.manifest import implicit_dir, load_dataset_manifest, subject_npz_path
 from nimosef_engine.data.subject import SubjectData
-from nimosef_engine.geometry import HeartFrame, crop_affine, voxel_to_ras
 from nimosef_engine.io.nifti import load_nifti, save_nifti
 
 F = np.diag([-1.0, -1.0, 1.0])

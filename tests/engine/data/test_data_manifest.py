@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from nimosef_engine.cli import main
+from nimosef_engine.core.errors import NimosefInputError
 from nimosef_engine.data.manifest import (
     dataset_manifest_path,
     load_dataset_manifest,
@@ -17,7 +18,6 @@ from nimosef_engine.data.manifest import (
     normalise_subject_id,
     subject_npz_path,
 )
-from nimosef_engine.errors import NimosefInputError
 
 GROUPS = {f"sub-{g}{n:02d}": g for g in ("DCM", "HCM", "MINF", "NOR", "RV") for n in range(20)}
 

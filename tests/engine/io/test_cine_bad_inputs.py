@@ -13,7 +13,7 @@ import pytest
 import SimpleITK as sitk
 from io_testdata import CINE_4D, P090, SB_DICOMS
 
-from nimosef_engine.errors import NimosefInputError
+from nimosef_engine.core.errors import NimosefInputError
 from nimosef_engine.io.cine import load_cine
 
 ED = P090 / "patient090_frame04.nii.gz"

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from io_testdata import ACDC, CINE_4D, P090, read_info_cfg
 
-from nimosef_engine.geometry import nifti_affine_ras, voxel_to_ras
+from nimosef_engine.core.geometry import nifti_affine_ras, voxel_to_ras
 from nimosef_engine.io.cine import Cine, load_cine
 from nimosef_engine.io.nifti import save_nifti
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from io_testdata import SB_CONTOURS, SB_DICOMS
 
-from nimosef_engine.errors import NimosefInputError
+from nimosef_engine.core.errors import NimosefInputError
 from nimosef_engine.io.cine import load_cine
 from nimosef_engine.io.contours import (
     contour_mask,

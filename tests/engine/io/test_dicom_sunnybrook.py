@@ -10,8 +10,8 @@ import pytest
 import SimpleITK as sitk
 from io_testdata import SB_DICOMS
 
-from nimosef_engine.errors import NimosefInputError
-from nimosef_engine.geometry import voxel_to_ras
+from nimosef_engine.core.errors import NimosefInputError
+from nimosef_engine.core.geometry import voxel_to_ras
 from nimosef_engine.io.cine import Cine, load_cine
 from nimosef_engine.io.dicom import scan_dicom_cine
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from nimosef_engine.errors import NimosefInputError
+from nimosef_engine.core.errors import NimosefInputError
 from nimosef_engine.model.checkpoint import (
     load_checkpoint,
     model_from_checkpoint,

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from nimosef_engine.errors import NimosefInputError
-from nimosef_engine.metrics import dice
+from nimosef_engine.core.errors import NimosefInputError
+from nimosef_engine.evaluation.metrics import dice
+from nimosef_engine.model.bundled import BUNDLED_PRIOR, load_slice_net
 from nimosef_engine.model.slice_unet import (
     FIELD_MM,
     GRID_PX,
@@ -17,8 +18,7 @@ from nimosef_engine.model.slice_unet import (
     standardise,
     to_grid,
 )
-from nimosef_engine.segment_track import BUNDLED_PRIOR
-from nimosef_engine.slice_likelihood import load_slice_net, slice_probabilities
+from nimosef_engine.refinement.slice_evidence import slice_probabilities
 
 
 def disc(n: int, spacing: float, radius_mm: float, centre_mm=(0.0, 0.0)) -> np.ndarray:

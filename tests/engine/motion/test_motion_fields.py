@@ -10,10 +10,9 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from nimosef_engine.benchmark_eval import tracking_scores
+from nimosef_engine.core.geometry import heart_frame_from_labels
 from nimosef_engine.data.acdc import remap_acdc_labels
 from nimosef_engine.data.subject import SubjectData
-from nimosef_engine.geometry import heart_frame_from_labels
 from nimosef_engine.io.nifti import load_nifti
 from nimosef_engine.motion.fields import (
     composition_error_mm,
@@ -26,6 +25,7 @@ from nimosef_engine.motion.fields import (
     write_itk_field,
 )
 from nimosef_engine.motion.strain import myocardial_geometry, strain_rows
+from nimosef_engine.pipeline.evaluate import tracking_scores
 
 ACDC = Path(__file__).resolve().parents[2] / "data" / "acdc"
 PAIRS = {"patient001": (1, 12), "patient080": (1, 10)}  # DCM, NOR (Info.cfg)

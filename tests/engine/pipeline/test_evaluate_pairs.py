@@ -9,10 +9,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from nimosef_engine.benchmark_eval import load_pairs_file
 from nimosef_engine.cli import main
-from nimosef_engine.errors import NimosefInputError
+from nimosef_engine.core.errors import NimosefInputError
 from nimosef_engine.io.cine import load_cine
+from nimosef_engine.pipeline.evaluate import load_pairs_file
 
 DATA = Path(__file__).resolve().parents[2] / "data"
 MNMS2 = DATA / "mnms2"

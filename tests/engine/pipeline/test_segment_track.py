@@ -19,22 +19,18 @@ import pytest
 import torch
 
 from nimosef_engine.cli import main
+from nimosef_engine.core.geometry import resample_grid_z
 from nimosef_engine.data.acdc import remap_acdc_labels
-from nimosef_engine.geometry import resample_grid_z
+from nimosef_engine.evaluation.metrics import dice
+from nimosef_engine.fitting.pose import POSE_WARMUP_STEPS, pose_hypotheses
+from nimosef_engine.io.meshes import polydata_points, read_vtp
 from nimosef_engine.io.nifti import load_nifti
-from nimosef_engine.meshes import polydata_points, read_vtp
-from nimosef_engine.metrics import dice
+from nimosef_engine.model.bundled import BUNDLED_PRIOR, load_slice_net
 from nimosef_engine.model.checkpoint import load_checkpoint
-from nimosef_engine.outputs import foreign_entries
-from nimosef_engine.refine import REFINE_BETA, REFINE_ITERATIONS, SLICE_GAMMA
-from nimosef_engine.segment_track import (
-    BUNDLED_PRIOR,
-    POSE_WARMUP_STEPS,
-    align_to_systole,
-    pose_hypotheses,
-)
-from nimosef_engine.slice_likelihood import load_slice_net
-from nimosef_engine.subject_file import read_subject_file, write_subject_file
+from nimosef_engine.pipeline.cycle_time import align_to_systole
+from nimosef_engine.pipeline.outputs import foreign_entries
+from nimosef_engine.pipeline.subject_file import read_subject_file, write_subject_file
+from nimosef_engine.refinement.refine import REFINE_BETA, REFINE_ITERATIONS, SLICE_GAMMA
 
 DATA = Path(__file__).resolve().parents[2] / "data"
 P090 = DATA / "acdc" / "patient090"

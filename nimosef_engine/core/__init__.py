@@ -1,0 +1,1 @@
+"""Shared ground: errors, atomic writes, progress, device, geometry, safe loading."""

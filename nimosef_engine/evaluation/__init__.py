@@ -1,0 +1,1 @@
+"""Metrics, plots and the scoring of whole datasets."""

@@ -1,0 +1,1 @@
+"""The test-time fit of a subject's code and pose with the prior frozen."""

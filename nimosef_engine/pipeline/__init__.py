@@ -1,0 +1,1 @@
+"""Segment & Track and resample: the jobs as sequences of stage calls."""

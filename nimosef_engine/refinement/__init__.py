@@ -1,0 +1,1 @@
+"""Labels refined by the image: intensity model, slice network, clean-up."""

@@ -1,0 +1,1 @@
+"""Sampling the fitted fields on grids and points; memory plan; tables."""

@@ -1,0 +1,1 @@
+"""Training: the population prior, the slice network, their augmentation."""
