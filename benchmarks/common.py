@@ -54,7 +54,6 @@ def preprocessed_test_data() -> Path:
     return out
 
 
-ACDC = Path("/work/shared/data/acdc/training")  # the ACDC training folder on this machine
 
 
 def split_subjects(subjects: list[str] | None, manifest_root: str | None,
@@ -75,7 +74,8 @@ def add_split_arguments(ap) -> None:
     """``--root`` (the ACDC training folder), ``--subjects`` or ``--manifest-root`` +
     ``--split`` (:func:`split_subjects`) and ``--prior`` for a script that fits ACDC
     patients."""
-    ap.add_argument("--root", default=str(ACDC))
+    ap.add_argument("--root", required=True,
+                    help="the ACDC training folder (patientXXX/; download from the ACDC challenge)")
     ap.add_argument("--subjects", nargs="+")
     ap.add_argument("--manifest-root", help="preprocessed dataset whose --split to use")
     ap.add_argument("--split", default="val")

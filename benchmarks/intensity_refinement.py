@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from common import ACDC, acdc_ed_es, record
+from common import acdc_ed_es, record
 
 from nimosef_engine.data.roi import crop_last3, normalise_intensity
 from nimosef_engine.evaluation.metrics import class_agreement
@@ -111,7 +111,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--outputs", required=True, help="EVAL/outputs of nimosef evaluate")
-    ap.add_argument("--root", default=str(ACDC), help="ACDC training folder")
+    ap.add_argument("--root", help="ACDC training folder (with --outputs of an ACDC run)")
     ap.add_argument("--pairs", help="the pairs file of a `nimosef evaluate --layout pairs` run "
                                     "(instead of --root)")
     ap.add_argument("--no-trim", action="store_true",

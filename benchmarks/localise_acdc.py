@@ -1,6 +1,6 @@
 """Label-free heart localisation (``pipeline.localise``) measured on all ACDC patients.
 
-    python benchmarks/localise_acdc.py [--root /work/shared/data/acdc/training] [--limit N]
+    python benchmarks/localise_acdc.py --root ACDC_TRAINING_FOLDER [--limit N]
 
 Each patient's ED and ES frames form a 2-frame cine; for even patient numbers the order is
 reversed (ES, ED) so that the ED estimate is tested too. The reference is
@@ -34,8 +34,6 @@ from nimosef_engine.core.geometry import (
 from nimosef_engine.data.acdc import parse_info_cfg, remap_acdc_labels
 from nimosef_engine.io.nifti import load_nifti
 from nimosef_engine.pipeline.localise import localise_heart
-
-ACDC = Path("/work/shared/data/acdc/training")
 
 
 def load_pair(folder: Path):
@@ -102,7 +100,7 @@ def run_4d(folder: Path) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--root", default=str(ACDC))
+    ap.add_argument("--root", required=True, help="the ACDC training folder (patientXXX/)")
     ap.add_argument("--limit", type=int, help="only the first N patients (quick check)")
     args = ap.parse_args()
     folders = sorted(Path(args.root).glob("patient*"))[:args.limit]

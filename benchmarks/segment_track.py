@@ -4,7 +4,7 @@
         [--only acdc_patient090] [--no-meshes]
 
 Cines: the bundled demo ACDC patient090 (12 frames) and the Sunnybrook DICOM cine (20 frames;
-the full series from ../shared/data when present, else the 3-slice test subset). Each run is a
+the full series with ``--sunnybrook DICOM_FOLDER``, else the 3-slice test subset). Each run is a
 separate process; its ``peak_rss_mb`` is the largest resident memory of the runs so far
 (``getrusage`` of children), so with ``--repeats`` a later run reports at least an earlier
 one's. ``wall_s`` is that whole
@@ -29,11 +29,10 @@ from pathlib import Path
 
 from common import ROOT, record
 
-SUNNY_FULL = ROOT.parent / "shared" / "data" / "sunnybrook" / "dicoms" / "SCD0000101"
 SUNNY_TEST = ROOT / "tests" / "data" / "sunnybrook" / "dicoms" / "SCD0000101"
 CINES = {
     "acdc_patient090": ROOT / "tests" / "data" / "acdc" / "patient090" / "patient090_4d.nii.gz",
-    "sunnybrook_SCD0000101": SUNNY_FULL if SUNNY_FULL.is_dir() else SUNNY_TEST,
+    "sunnybrook_SCD0000101": SUNNY_TEST,
 }
 
 
@@ -68,7 +67,12 @@ def main() -> None:
     ap.add_argument("--only", choices=list(CINES))
     ap.add_argument("--repeats", type=int, default=1, help="runs per cine, all recorded")
     ap.add_argument("--no-meshes", action="store_true")
+    ap.add_argument("--sunnybrook", type=Path,
+                    help="the full SCD0000101 DICOM series of the Sunnybrook Cardiac Data "
+                         "(default: its 3-slice subset in tests/data)")
     args = ap.parse_args()
+    if args.sunnybrook:
+        CINES["sunnybrook_SCD0000101"] = args.sunnybrook
     runs = [{**run_one(n, p, args.quality, args.device, args.res_factor_z, not args.no_meshes),
              "run": i + 1}
             for n, p in CINES.items() if args.only in (None, n)

@@ -1,10 +1,10 @@
 """Peak memory and wall time of segment-track on a long, fine cine at z factor 4 (issue 6).
 
-    python benchmarks/streaming_memory.py [--budgets 4 2] [--quality fast] [--factor 4]
+    python benchmarks/streaming_memory.py --sunnybrook SCD0000101_FOLDER [--budgets 4 2]
+        [--quality fast] [--factor 4]
 
 The cine is real data made 256x256x20 slices x 30 frames: the Sunnybrook DICOM series
-SCD0000101 (256x256, 12 slices x 20 phases, from ../shared/data; the 3-slice test subset when
-that is absent) is
+SCD0000101 (256x256, 12 slices x 20 phases) is
   * split along z with ``geometry.resample_grid_z(affine, shape, 2)`` (each slice halved, same
     slab), intensities interpolated linearly between slice centres (``geometry.new_to_old_k``,
     clamped at the ends); the middle 20 slices are kept (``geometry.crop_affine``);
@@ -35,14 +35,12 @@ from nimosef_engine.core.geometry import crop_affine, new_to_old_k, resample_gri
 from nimosef_engine.io.cine import load_cine
 from nimosef_engine.io.nifti import save_nifti
 
-SUNNY_FULL = ROOT.parent / "shared" / "data" / "sunnybrook" / "dicoms" / "SCD0000101"
 N_SLICES, N_FRAMES = 20, 30
 
 
-def build_cine(out: Path) -> tuple[Path, str]:
+def build_cine(out: Path, src: Path) -> tuple[Path, str]:
     """Write the 256x256x20x30 cine described in the module docstring; returns its path and
     the source series."""
-    src = SUNNY_FULL
     cine = load_cine([src])
     frames = cine.frames.astype(np.float32)  # (T, X, Y, Z)
     n_t, n_z = frames.shape[0], frames.shape[3]
@@ -50,7 +48,7 @@ def build_cine(out: Path) -> tuple[Path, str]:
     first = (shape2[2] - N_SLICES) // 2
     if first < 0:
         raise SystemExit(f"{src}: {n_z} slices; the benchmark needs >= {N_SLICES // 2} (the "
-                         "full series in ../shared/data)")
+                         "full SCD0000101 series: --sunnybrook)")
     src_k = np.clip(new_to_old_k(np.arange(first, first + N_SLICES), 2), 0, n_z - 1)
     aff = crop_affine(aff2, (0, 0, first))
     k0 = np.floor(src_k).astype(int)
@@ -111,9 +109,11 @@ def main() -> None:
                     help="GB per run; 'none' omits --memory-budget-gb")
     ap.add_argument("--quality", default="fast", help="fitting preset (sampling dominates)")
     ap.add_argument("--factor", type=int, default=4)
+    ap.add_argument("--sunnybrook", type=Path, required=True,
+                    help="the SCD0000101 DICOM series of the Sunnybrook Cardiac Data")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        cine, source = build_cine(Path(tmp))
+        cine, source = build_cine(Path(tmp), args.sunnybrook)
         runs = []
         for b in args.budgets:
             runs.append(run_one(cine, None if b == "none" else float(b), args.quality,

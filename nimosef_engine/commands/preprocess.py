@@ -8,6 +8,7 @@ import logging
 from nimosef_engine.core.progress import cancel_on_signals, make_reporter
 from nimosef_engine.data.manifest import DEFAULT_FRACTIONS, dataset_manifest_path
 from nimosef_engine.data.preprocess import preprocess_dataset
+from nimosef_engine.data.roi import ROI_MM
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +26,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="split seed")
     p.add_argument("--fractions", type=float, nargs=3, default=list(DEFAULT_FRACTIONS),
                    metavar=("TRAIN", "VAL", "TEST"))
-    p.add_argument("--roi-mm", type=float, default=160.0,
+    p.add_argument("--roi-mm", type=float, default=ROI_MM,
                    help="in-plane ROI size (mm) when the dataset has no ROI crop")
     p.add_argument("--norm-scale-mm", type=float, default=100.0,
                    help="heart-frame mm per normalised unit")

@@ -31,6 +31,9 @@ def register(sub) -> None:
                    help="experimental: fit from this many starting poses and keep the lowest "
                         "loss (the model card: not better on average on ACDC validation)")
     p.add_argument("--seed", type=int, default=DEFAULTS.seed)
+    p.add_argument("--threads", type=int, default=DEFAULTS.threads,
+                   help="CPU threads (default: one per core); with other jobs on the machine, "
+                        "its share of the cores")
     p.add_argument("--frame-times", type=float, nargs="+",
                    help="cycle position (0-1) of each input frame")
     p.add_argument("--frame-numbers", type=int, nargs="+",
@@ -68,7 +71,8 @@ def register(sub) -> None:
 def options_from_args(args: argparse.Namespace) -> SegmentTrackOptions:
     """The run's options from the parsed command line (checked as they are made)."""
     return SegmentTrackOptions(
-        prior=args.prior, res_factor_z=args.res_factor_z, device=args.device, seed=args.seed,
+        prior=args.prior, res_factor_z=args.res_factor_z, device=args.device,
+        threads=args.threads, seed=args.seed,
         quality=args.quality, fit_steps=args.fit_steps, roi_mm=args.roi_mm,
         clean=not args.no_clean, refine=not args.no_refine, slice_net=not args.no_slice_net,
         slice_net_path=args.slice_net, meshes=not args.no_meshes, motion=not args.no_motion,

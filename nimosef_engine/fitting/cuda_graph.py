@@ -12,7 +12,6 @@ took 4.2-4.4 s step by step and 0.7 s replayed (``benchmarks/segment_track.py``)
 from __future__ import annotations
 
 import logging
-import os
 
 import torch
 
@@ -28,12 +27,12 @@ log = logging.getLogger(__name__)
 EAGER_WARMUP_STEPS = 3  # steps run normally (on a side stream) before the capture, as CUDA asks
 
 
-def cuda_graphs_enabled(st: SubjectTensors, motion: bool) -> bool:
-    """Whether a fit of ``st`` can replay its steps as a graph: on a CUDA device, without the
-    motion terms (their boundary points vary in number), a cine of at least two frames, and
-    unless the environment sets ``NIMOSEF_CUDA_GRAPHS=0``."""
-    return (st.coords.device.type == "cuda" and not motion and st.intensity.shape[0] > 1
-            and os.environ.get("NIMOSEF_CUDA_GRAPHS", "1") != "0")
+def cuda_graphs_enabled(st: SubjectTensors, motion: bool, allowed: bool = True) -> bool:
+    """Whether a fit of ``st`` can replay its steps as a graph: when ``allowed``
+    (:attr:`fitting.fit.FitConfig.cuda_graphs`), on a CUDA device, without the motion terms
+    (their boundary points vary in number), and a cine of at least two frames."""
+    return (allowed and st.coords.device.type == "cuda" and not motion
+            and st.intensity.shape[0] > 1)
 
 
 class GraphedFitStep:

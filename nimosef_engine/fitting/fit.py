@@ -41,6 +41,7 @@ class FitConfig:
     restarts: int = 1
     seed: int = 0
     snapshot_steps: list[int] = field(default_factory=list)
+    cuda_graphs: bool = True  # on a GPU, replay the steps as a CUDA graph (:mod:`cuda_graph`)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -115,7 +116,7 @@ def fit_subject(net, st: SubjectTensors, cfg: FitConfig, init_code: torch.Tensor
         groups = [{"params": [code], "lr": cfg.lr_code}]
         if cfg.pose:
             groups.append({"params": list(pose.parameters()), "lr": cfg.lr_pose})
-        graphed = cuda_graphs_enabled(st, cfg.motion)
+        graphed = cuda_graphs_enabled(st, cfg.motion, cfg.cuda_graphs)
         opt = Adam(groups, capturable=graphed)
         graph_step = GraphedFitStep(net, st, code, pose if cfg.pose else None, opt, weights,
                                     cfg.n_points) if graphed else None

@@ -88,11 +88,13 @@ class SegmentTrackOptions:
     ``rv_point`` (scanner RAS mm) override the localisation; ``refine`` and ``slice_net``
     switch the refinement by the image and by the slice network; ``motion`` the dense motion
     fields and strain (``motion/``, ``strain.csv``); ``force`` keeps a result
-    whose quality verdict is ``fail``."""
+    whose quality verdict is ``fail``; ``threads`` the CPU threads torch uses (None: torch's
+    default, one per core)."""
 
     prior: str | None = None
     res_factor_z: int = 2
     device: str = "auto"
+    threads: int | None = None
     seed: int = 0
     quality: str = STANDARD.name
     fit_steps: int | None = None
@@ -124,6 +126,8 @@ class SegmentTrackOptions:
             raise NimosefInputError("device", f"unknown device {self.device!r} "
                                               "(auto, cpu, cuda)")
         _int_in("res_factor_z", self.res_factor_z, 1, MAX_RES_FACTOR_Z)
+        if self.threads is not None:
+            _int_in("threads", self.threads, 1, 1024)
         _int_in("pose_hypotheses", self.pose_hypotheses, 1, MAX_POSE_HYPOTHESES)
         if self.fit_steps is not None:
             _int_in("fit_steps", self.fit_steps, 1, None)

@@ -101,6 +101,8 @@ def _run(inputs: list[Path], out: Path, opts: SegmentTrackOptions,
     timings: dict[str, float] = {}
     source = ", ".join(str(p) for p in inputs)
     torch.manual_seed(opts.seed)
+    if opts.threads is not None:
+        torch.set_num_threads(opts.threads)
     device = resolve_device(opts.device)
 
     with _timed(timings, "load"):

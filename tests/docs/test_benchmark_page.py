@@ -42,7 +42,7 @@ def results(tmp_path: Path) -> Path:
     # no `benchmark` field and no script: named after the file; a matrix of nested figures
     write_jsonl(folder / "made_up_ablation.jsonl", [
         {"variant": "plain", "device": "NVIDIA H100 80GB HBM3", "epoch": 125,
-         "outputs": "/work/runs/s5/ev_test/outputs",
+         "outputs": "/home/someone/runs/s5/ev_test/outputs",
          "mean_dice_by_steps": {"100": {"LV": 0.8261234, "MYO": 0.647}},
          "note": "x" * 100},
     ])
@@ -74,7 +74,7 @@ def test_page_sections_cells_and_links(page_module, results: Path) -> None:
     assert "Script:" not in made_up
     assert "| mean_dice_by_steps | LV | MYO |" in made_up
     assert "| 100 | 0.8261 | 0.647 |" in made_up
-    assert "| ev_test/outputs |" in made_up and "/work" not in text  # paths cut to their tail
+    assert "| ev_test/outputs |" in made_up and "/home/someone" not in text  # paths: their tail
     assert all(len(c.strip()) <= page_module.MAX_CELL
                for line in text.splitlines() if line.startswith("|") for c in line.split("|"))
 

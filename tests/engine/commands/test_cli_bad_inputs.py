@@ -84,8 +84,9 @@ def _st(case) -> Row:
     def row(tmp: Path):
         inputs, kwargs, named, problem = case(tmp)
         extra = [a for k, v in kwargs.items() for a in (flags[k], *map(str, v))]
+        # the library names the option (frame_times), the command line its flag
         return (["segment-track", *map(str, inputs), "--out", str(tmp / "out"), *extra, *FAST],
-                str(named), problem)
+                flags.get(str(named), str(named)), problem)
 
     row.__name__ = f"segment_track_{case.__name__}"
     return row
@@ -417,7 +418,7 @@ def segment_track_voxels_of_006_mm(tmp):
 def segment_track_frame_times_out_of_order(tmp):
     times = [k / 12 for k in range(12)]
     times[3], times[4] = times[4], times[3]
-    return (_st_argv(tmp, "--frame-times", *map(str, times)), "frame_times",
+    return (_st_argv(tmp, "--frame-times", *map(str, times)), "--frame-times",
             "are not in time order")
 
 

@@ -132,7 +132,7 @@ def test_generate_without_a_code_is_a_user_error(preprocessed_acdc, tiny_prior, 
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
-def test_cuda_graph_fit_matches_the_eager_fit(preprocessed_acdc, tiny_prior, monkeypatch):
+def test_cuda_graph_fit_matches_the_eager_fit(preprocessed_acdc, tiny_prior):
     """On a GPU the fit replays its steps as a CUDA graph: the same points, objective and
     updates as the step-by-step fit (Adam's capturable form rounds differently), with and
     without pose, and the pose warm-up before the graph still holds the code."""
@@ -143,10 +143,8 @@ def test_cuda_graph_fit_matches_the_eager_fit(preprocessed_acdc, tiny_prior, mon
     code0 = ck["code_mean"].cuda()
     for cfg in (FitConfig(steps=40, n_points=1000), FitConfig(steps=40, n_points=1000,
                                                               pose=True, pose_warmup=5)):
-        monkeypatch.setenv("NIMOSEF_CUDA_GRAPHS", "1")
         graphed = fit_subject(net, st, cfg, code0)
-        monkeypatch.setenv("NIMOSEF_CUDA_GRAPHS", "0")
-        eager = fit_subject(net, st, cfg, code0)
+        eager = fit_subject(net, st, replace(cfg, cuda_graphs=False), code0)
         assert len(graphed.losses) == len(eager.losses) == cfg.steps + cfg.pose_warmup
         np.testing.assert_allclose(graphed.losses, eager.losses, rtol=2e-3)
         torch.testing.assert_close(graphed.code, eager.code, rtol=1e-3, atol=1e-4)
