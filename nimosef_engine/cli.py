@@ -28,6 +28,7 @@ COMMANDS = [
     "generate",
     "metrics",
     "segment_track",
+    "segment_track_batch",
     "resample",
     "evaluate",
     "calibrate_fit",

@@ -21,6 +21,16 @@ def register(sub) -> None:
     p.add_argument("inputs", nargs="+", help="a 4D NIfTI, 3D NIfTI frames in time order, a "
                                              "DICOM folder, or a .nrrd/.seq.nrrd sequence")
     p.add_argument("--out", required=True, help="output folder (must not exist)")
+    add_segment_track_arguments(p)
+    p.set_defaults(func=run)
+
+
+def add_segment_track_arguments(
+        p: argparse.ArgumentParser,
+        overwrite_help: str = "replace an existing output folder") -> None:
+    """Every option of a Segment & Track run (all but the inputs and ``--out``), with the
+    defaults of :class:`SegmentTrackOptions`; :func:`options_from_args` reads them back.
+    Shared by ``segment-track`` and ``segment-track-batch``."""
     p.add_argument("--prior", help="prior checkpoint (default: the bundled ACDC prior)")
     p.add_argument("--res-factor-z", type=int, default=DEFAULTS.res_factor_z,
                    help="slices per input slice (1-8)")
@@ -61,11 +71,10 @@ def register(sub) -> None:
     p.add_argument("--memory-budget-gb", type=float, default=DEFAULTS.memory_budget_gb,
                    help="memory the run may use (GB, default %(default)s): frames are streamed "
                         "to disk and sampled in chunks sized to stay within it")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.add_argument("--overwrite", action="store_true", help=overwrite_help)
     p.add_argument("--force", action="store_true",
                    help="keep a result whose quality verdict is fail (summary.json, quality)")
     p.add_argument("--progress", choices=["tqdm", "json", "none"], default="tqdm")
-    p.set_defaults(func=run)
 
 
 def options_from_args(args: argparse.Namespace) -> SegmentTrackOptions:

@@ -90,11 +90,12 @@ def tracking_scores(field: Path, ed_gt: Path, es_gt: Path,
     return row
 
 
-def peak_global_strain(strain_csv: Path) -> float:
-    """Peak (largest magnitude) global circumferential strain (%) of a ``strain.csv``."""
+def peak_global_strain(strain_csv: Path, column: str = "circumferential_pct") -> float:
+    """Peak (largest magnitude over the frames) global strain (%) of a ``strain.csv``:
+    circumferential by default, or ``column`` (``radial_pct``, ``longitudinal_pct``)."""
     from nimosef_engine.motion.strain import peak_strain
 
-    return float(peak_strain(pd.read_csv(strain_csv, dtype={"segment": str}))
+    return float(peak_strain(pd.read_csv(strain_csv, dtype={"segment": str}), column)
                  .get("global", np.nan))
 
 
