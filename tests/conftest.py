@@ -39,3 +39,15 @@ def tiny_prior(preprocessed_acdc, tmp_path_factory) -> Path:
                  "--n-points", "1500", "--device", "cpu", "--progress", "none", *TINY_MODEL,
                  "--checkpoint-every", "2"]) == 0
     return out / "checkpoint.pt"
+
+
+# Fixtures that run Segment & Track, a cohort or a training before their tests: every test
+# that uses one is in the full set only (``-m "not slow"`` is the fast set, under 2 minutes).
+HEAVY_FIXTURES = {"engine_run", "imported", "tiny_prior", "st_090", "tracked", "fitted",
+                  "cohort"}
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    for item in items:
+        if HEAVY_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

@@ -15,6 +15,8 @@ from NimosefSlicerLib.context import create_headless_context
 from NimosefSlicerLib.runner import EngineError, SegmentTrackOptions
 from NimosefSlicerLib.workflow import ResampleJob, SegmentTrackJob
 
+pytestmark = pytest.mark.slow  # every test here runs the engine end to end
+
 
 def test_engine_output_folder_follows_the_contract(engine_run):
     out_dir, events, seconds = engine_run

@@ -602,7 +602,7 @@ def train_config_unknown_model_option(tmp):
     cfg = tmp / "train.yaml"
     cfg.write_text("model:\n  widht: 64\n")
     return (["train", "--config", str(cfg), "--root", str(tmp), "--out", str(tmp / "run")],
-            "config", "unexpected keyword argument 'widht'")
+            "--config", "unexpected keyword argument 'widht'")
 
 
 def train_slice_net_epochs_zero(tmp):

@@ -40,9 +40,9 @@ def test_unstratified_fractions_and_holdout():
     assert "sub-003" in splits["test"] and "sub-007" in splits["test"]
     # 8 left -> 4.8/1.6/1.6 -> largest remainders 5/2/1, plus the 2 held out
     assert [len(splits[k]) for k in ("train", "val", "test")] == [5, 2, 3]
-    with pytest.raises(NimosefInputError, match="--holdout"):
+    with pytest.raises(NimosefInputError, match="holdout"):
         make_splits(ids, holdout=["sub-123"])
-    with pytest.raises(NimosefInputError, match="--fractions"):
+    with pytest.raises(NimosefInputError, match="fractions"):
         make_splits(ids, fractions=(0.7, 0.2, 0.2))
 
 

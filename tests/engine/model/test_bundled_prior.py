@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import numpy as np
+import pytest
 import yaml
 
 from nimosef_engine.data.manifest import subject_npz_path
@@ -53,6 +54,7 @@ def test_prior_was_trained_with_the_shipped_config():
     assert cfg == recorded
 
 
+@pytest.mark.slow
 def test_fitting_the_held_out_demo_subject_finds_its_lv(preprocessed_acdc):
     ck = load_checkpoint(BUNDLED_PRIOR)
     net = model_from_checkpoint(ck)

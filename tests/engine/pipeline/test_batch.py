@@ -312,7 +312,7 @@ def test_csv_manifest_rows(tmp_path):
         "\ufeffsubject,inputs,frame_times,ed_frame,series\n"
         "a,x/ed.nii.gz ; x/es.nii.gz,0 0.35,0,\n"
         "\n"
-        "b,/abs/dicom,,,2\n")
+        "b,/abs/dicom,,,2\n", encoding="utf-8")
     a, b = read_cohort_manifest(tmp_path / "m.csv")
     assert a.subject == "a" and a.inputs == (tmp_path / "x" / "ed.nii.gz",
                                              tmp_path / "x" / "es.nii.gz")

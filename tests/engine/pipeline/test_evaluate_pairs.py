@@ -14,6 +14,8 @@ from nimosef_engine.core.errors import NimosefInputError
 from nimosef_engine.io.cine import load_cine
 from nimosef_engine.pipeline.evaluate import load_pairs_file
 
+pytestmark = pytest.mark.slow  # every test here runs the engine end to end
+
 DATA = Path(__file__).resolve().parents[2] / "data"
 MNMS2 = DATA / "mnms2"
 PAIR = {"id": "mnms2_001", "ed": "001_SA_ED.nii.gz", "es": "001_SA_ES.nii.gz",

@@ -32,6 +32,8 @@ from nimosef_engine.pipeline.outputs import foreign_entries
 from nimosef_engine.pipeline.subject_file import read_subject_file, write_subject_file
 from nimosef_engine.refinement.refine import REFINE_BETA, REFINE_ITERATIONS, SLICE_GAMMA
 
+pytestmark = pytest.mark.slow  # every test here runs the engine end to end
+
 DATA = Path(__file__).resolve().parents[2] / "data"
 P090 = DATA / "acdc" / "patient090"
 CINE = P090 / "patient090_4d.nii.gz"

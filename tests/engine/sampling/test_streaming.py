@@ -154,7 +154,7 @@ def test_first_frame_preview_comes_first_and_changes_nothing(fitted, tmp_path):
         b, _ = load_nifti(first[key], ndim=4, dtype=dtype)
         assert np.array_equal(a, b), key
     assert not np.array_equal(rec[..., 0], rec[..., 1])  # two different frames were compared
-    with pytest.raises(NimosefInputError, match="--first-frame: must be in 0..1"):
+    with pytest.raises(NimosefInputError, match="first_frame: must be in 0..1"):
         resample_subject(fitted, tmp_path / "bad", 2, device="cpu", first_frame=2)
     assert not (tmp_path / "bad").exists()
 

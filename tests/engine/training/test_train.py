@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from nimosef_engine.cli import main
@@ -82,6 +83,7 @@ def test_init_from_continues_a_checkpoint_without_its_optimizer(preprocessed_acd
     assert not any((tmp_path / name).exists() for name in ("wide", "done", "gone"))
 
 
+@pytest.mark.slow
 def test_ddp_two_processes_on_cpu(preprocessed_acdc, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
@@ -101,6 +103,7 @@ def test_ddp_two_processes_on_cpu(preprocessed_acdc, tmp_path):
     assert len(ck["history"]) == 2 and ck["history"][-1]["total"] > 0
 
 
+@pytest.mark.slow
 def test_sigkill_mid_training_then_resume_matches_uninterrupted(preprocessed_acdc, tmp_path):
     import signal
     import time
