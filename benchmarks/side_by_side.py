@@ -1,10 +1,11 @@
 """Two Segment & Track runs side by side on a busy CPU: how much slower than one alone.
 
-    python benchmarks/side_by_side.py [--policies ACTIVE PASSIVE] [--fit-steps 60]
+    python benchmarks/side_by_side.py [--policies ACTIVE PASSIVE spin:20000] [--fit-steps 60]
         [--threads 0] [--no-record]
 
 For each OpenMP wait policy (``OMP_WAIT_POLICY``: ``ACTIVE`` threads spin while waiting for
-work, ``PASSIVE`` threads sleep), one ``nimosef segment-track`` of a real ACDC ED/ES pair
+work, ``PASSIVE`` threads sleep; ``spin:N``: libgomp's ``GOMP_SPINCOUNT=N``, spin N times
+then sleep), one ``nimosef segment-track`` of a real ACDC ED/ES pair
 (patient001 of tests/data; fast preset, ``--fit-steps``, no meshes, no dense motion, z factor
 1) runs alone, then two run at once. Each run is its own process, timed from start to exit.
 ``ratio`` is the mean wall time of the two concurrent runs over the lone run's: about 2 on a
@@ -38,7 +39,13 @@ def command(out: Path, fit_steps: int) -> list[str]:
 
 def run_together(n: int, policy: str, threads: int, fit_steps: int) -> list[float]:
     """Start ``n`` runs at once; the wall time (s) of each from start to exit."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_WAIT_POLICY": policy}
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("GOMP_SPINCOUNT", None)
+    if policy.startswith("spin:"):  # libgomp: spin this many times, then sleep
+        env["GOMP_SPINCOUNT"] = policy.removeprefix("spin:")
+        env.pop("OMP_WAIT_POLICY", None)
+    else:
+        env["OMP_WAIT_POLICY"] = policy
     with tempfile.TemporaryDirectory(prefix="nimosef_side_") as tmp:
         procs = []
         for i in range(n):

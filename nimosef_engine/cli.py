@@ -16,6 +16,7 @@ import sys
 
 from nimosef_engine import __version__
 from nimosef_engine.core.errors import NimosefCancelled, NimosefInputError
+from nimosef_engine.core.threads import set_openmp_waiting
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +106,9 @@ def main(argv: list[str] | None = None) -> int:
 def entry() -> None:
     """The ``nimosef`` process: :func:`main`, then exit. After a cancel (130) the process ends
     at once: the job has already stopped and removed what it wrote, and the interpreter's
-    own shutdown (unloading torch and the rest) takes seconds on a loaded machine."""
+    own shutdown (unloading torch and the rest) takes seconds on a loaded machine. Torch's
+    threads wait briefly, not spinning, for work (:mod:`core.threads`)."""
+    set_openmp_waiting()  # before any command module loads torch
     code = main()
     if code == 130:
         sys.stdout.flush()

@@ -57,6 +57,7 @@ from nimosef_engine import __version__
 from nimosef_engine.core.atomic import atomic_path, atomic_write_text, check_output_path
 from nimosef_engine.core.errors import NimosefCancelled, NimosefInputError
 from nimosef_engine.core.progress import ProgressReporter
+from nimosef_engine.core.threads import set_openmp_waiting
 from nimosef_engine.data.cohort_manifest import SUBJECT_ID, CohortSubject, read_cohort_manifest
 from nimosef_engine.pipeline.options import SegmentTrackOptions
 
@@ -122,7 +123,10 @@ class LocalLayout:
         """Environment of worker ``i``: its thread counts for OpenMP and BLAS (torch threads
         are set in the task too), and its GPU."""
         t = str(self.threads_per_worker)
-        env = {"OMP_NUM_THREADS": t, "MKL_NUM_THREADS": t, "OPENBLAS_NUM_THREADS": t}
+        env = set_openmp_waiting(
+            {"OMP_NUM_THREADS": t, "MKL_NUM_THREADS": t, "OPENBLAS_NUM_THREADS": t,
+             **{k: os.environ[k] for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+                if k in os.environ}})
         if self.gpus:
             env["CUDA_VISIBLE_DEVICES"] = str(i % self.gpus)
         return env
