@@ -460,6 +460,10 @@ def _client_on(cluster: ClusterSettings, layout: LocalLayout | None) -> Iterator
         finally:
             client.close()
         return
+    # Dask writes the workers' thread counts into this process's environment before it
+    # spawns them; they are put back when the cluster closes (a caller's later torch
+    # processes would otherwise run on one thread)
+    environ = dict(os.environ)
     local = start_local_cluster(layout, cluster.retries)
     try:
         client = Client(local)
@@ -470,6 +474,8 @@ def _client_on(cluster: ClusterSettings, layout: LocalLayout | None) -> Iterator
             client.close()
     finally:
         local.close()
+        os.environ.clear()
+        os.environ.update(environ)
 
 
 def start_local_cluster(layout: LocalLayout, retries: int = 1):

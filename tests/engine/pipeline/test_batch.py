@@ -100,6 +100,16 @@ def leftovers(folder: Path) -> list[str]:
                   or p.name.endswith(".lock"))
 
 
+@pytest.fixture(autouse=True)
+def _environment_kept():
+    """Dask's local clusters write thread counts into this process's environment: the tests
+    after these must not inherit them (a later subprocess would run on one thread)."""
+    environ = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(environ)
+
+
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory) -> dict:
     """The cohort run once on a local cluster of 2 workers x 1 thread."""
@@ -107,10 +117,12 @@ def cohort(tmp_path_factory) -> dict:
     manifest = write_manifest(tmp / "manifest")
     out = tmp / "run"
     t0 = time.perf_counter()
+    environ = dict(os.environ)
     rc, stdout, stderr = run_cli(["segment-track-batch", str(manifest), "--out", str(out),
                                   "--workers", "2", "--threads-per-worker", "1",
                                   "--progress", "none", *CHEAP_ARGS])
     return {"manifest": manifest, "out": out, "rc": rc, "stdout": stdout, "stderr": stderr,
+            "environ_kept": dict(os.environ) == environ,
             "seconds": time.perf_counter() - t0}
 
 
@@ -124,6 +136,7 @@ def copy_run(cohort: dict, dest: Path) -> Path:
 def test_cohort_outputs_and_table_agree_with_each_subject(cohort):
     out, rc = cohort["out"], cohort["rc"]
     assert rc == 3, cohort["stderr"]  # two subjects failed, the others finished
+    assert cohort["environ_kept"]  # Dask's thread counts do not stay in the caller's environment
     last = cohort["stderr"].strip().splitlines()[-1]
     assert last.startswith("nimosef segment-track-batch: 2 of 4 subjects done, 2 failed "
                            "(late, corrupt; late: "), last
