@@ -20,10 +20,10 @@ last "aligned": the slices first shifted in-plane onto the image
 shifted points) and refined with the default β, :data:`refine.REFINE_BETA` (what
 segment-track writes with ``--no-slice-net``); then "aligned with the slice network": the
 slices shifted with the slice network's probabilities in the evidence too
-(:mod:`slice_likelihood`) and refined with them, for each β in ``--slice-betas`` and weight γ
+(:mod:`slice_evidence`) and refined with them, for each β in ``--slice-betas`` and weight γ
 in ``--gammas``; last the default of segment-track: β gated by the agreement of the prior
-and the slice network (:func:`segment_track.refine_beta`), γ = 1. Clean-up as segment-track
-(``--no-trim``: without :func:`postprocess.trim_lv_base`, as before it existed). The fits are
+and the slice network (:func:`refinement.alignment.refine_beta`), γ = 1. Clean-up as segment-track
+(``--no-trim``: without :func:`refinement.cleanup.trim_lv_base`, as before it existed). The fits are
 the same in every row, so the rows differ by the refinement alone.
 """
 
@@ -74,7 +74,7 @@ def slice_variant(beta: float, gamma: float) -> str:
 
 def pair_ed_es(pair: dict):
     """``(None, cine of the ED and ES frames, their labels in NIMOSEF's order)`` of a subject
-    of a pairs file (:func:`benchmark_eval.load_pairs_file`), as ``nimosef evaluate`` reads it."""
+    of a pairs file (:func:`evaluate.load_pairs_file`), as ``nimosef evaluate`` reads it."""
     cine = load_cine([pair["ed"], pair["es"]], frame_times=[0.0, pair["es_time"]])
     gts = [pair["lut"][load_nifti(pair[k], 3, dtype=np.int64)[0].clip(0, 255)]
            for k in ("ed_labels", "es_labels")]

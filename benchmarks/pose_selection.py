@@ -12,8 +12,8 @@ image) and described by three criteria that need no labels: its final loss (what
 model (:func:`refine.refine_with_evidence`), and the agreement of the network's labels with
 the refined ones (mean Dice over classes and frames). Prints the mean Dice of the fits each
 criterion would keep, of the first pose (the default), and of the best pose (an oracle).
-"Refined" here is :func:`refine.refine_with_evidence` and clean-up, without the LV cavity
-fill that segment-track adds (:func:`refine.fill_lv_cavity`, later than these figures).
+"Refined" here is :func:`refinement.refine.refine_with_evidence` and clean-up, without the LV cavity
+fill that segment-track adds (:func:`refinement.refine.fill_lv_cavity`, later than these figures).
 """
 
 from __future__ import annotations

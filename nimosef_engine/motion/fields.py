@@ -9,7 +9,7 @@ For every frame ``f`` of a cine and its end-diastole ``e``:
   into frame ``f``.
 
 The network gives positions relative to its time 0 (``P_f(x) = x + u(x, t_f)``, points on the
-ED grid, :func:`generate.point_displacements`); ``to_ed`` is ``P_e o P_f^-1``, with the inverse
+ED grid, :func:`tables.point_displacements`); ``to_ed`` is ``P_e o P_f^-1``, with the inverse
 found by fixed-point iteration (:func:`invert_field`). The network's motion is as
 sharp as the population allows and folds in places; the engine's own per-frame label maps
 (refined by each frame's image) are sharper, so ``to_ed`` is a diffeomorphic registration of

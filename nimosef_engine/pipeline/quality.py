@@ -125,7 +125,7 @@ def verdict(signals: dict, thr: QualityThresholds = DEFAULT_THRESHOLDS) -> dict:
 def assess_quality(confidence: float, fit_loss: float,
                    agreement: dict[int, dict[str, float]], vols: list[dict],
                    seg1: np.ndarray, idx: dict) -> dict:
-    """The result's quality (:mod:`quality`): ``{verdict, reasons, signals}`` from the
+    """The result's quality (:mod:`pipeline.quality`): ``{verdict, reasons, signals}`` from the
     localisation confidence, the fit's final loss, the prior / slice network agreement per
     frame (the lowest per class is kept), the native labels ``seg1 (T, x, y, z)`` and the
     per-frame volumes ``vols`` at the ED frame of the cardiac indices ``idx``."""

@@ -11,7 +11,7 @@ checked on load: a damaged or edited file is refused. Files of format ``nimosef-
 
 The paths a file records (``prior_path``, ``slice_net_path``) are hints for messages, never
 followed: the prior and the slice network are the bundled ones, found by their ids, or the
-ones the user names (:func:`subject_prior`, :func:`resample.subject_slice_evidence`).
+ones the user names (:func:`subject_prior`, :func:`pipeline.resample.subject_slice_evidence`).
 """
 
 from __future__ import annotations
@@ -203,7 +203,7 @@ def subject_slice_shift(subj: dict, sd: SubjectData, path) -> np.ndarray | None:
 
 def subject_slice_evidence(subj: dict, sd: SubjectData, path, device,
                            slice_net: str | Path | None = None) -> SliceEvidence | None:
-    """The slice network a subject file's labels were refined with (:mod:`slice_likelihood`),
+    """The slice network a subject file's labels were refined with (:mod:`slice_evidence`),
     or None if they were not: ``slice_net`` when the user gives one, else the bundled one;
     raises if its id is not the file's. The path the file records is named, never followed."""
     want = subj.get("slice_net_id")

@@ -22,7 +22,7 @@ from nimosef_engine.core.geometry import interpolate_slices
 from nimosef_engine.core.progress import check_cancelled
 
 REFINE_BETA = 0.5  # weight of the network's log-probabilities
-SLICE_GAMMA = 1.0  # weight of the slice network's log-probabilities (:mod:`slice_likelihood`)
+SLICE_GAMMA = 1.0  # weight of the slice network's log-probabilities (:mod:`slice_evidence`)
 REFINE_ITERATIONS = 5  # EM iterations
 LV, MYO = 1, 2
 MIN_SLICE_WEIGHT = 30.0  # voxels of a class in a slice below which its frame-wide model is used

@@ -32,7 +32,7 @@ SLICES_PER_BATCH = 16  # slices per network call (bounds memory on long stacks)
 @dataclass
 class SliceEvidence:
     """A slice network ready for one subject's crop: :meth:`frame` gives a frame's
-    probabilities from its uint8 image (:func:`refine.quantise_image`)."""
+    probabilities from its uint8 image (:func:`refinement.refine.quantise_image`)."""
 
     net: SliceUNet
     net_id: str

@@ -24,7 +24,7 @@ SAMPLED_POINT_BYTES = 12 + 1 + 4 + 16 + 12
 # ... and with class probabilities: 4 float32 and the mesh pipeline's copies of one class.
 PROBS_POINT_BYTES = 16 + 16
 # ... and refined by the image (:mod:`refine`): log-prior, scores and posterior (4 float32
-# each), the slice network's probabilities and their logarithm (:mod:`slice_likelihood`, 4
+# each), the slice network's probabilities and their logarithm (:mod:`refinement.slice_evidence`, 4
 # float32 each), the image and the temporaries of one class.
 REFINE_POINT_BYTES = 5 * 16 + 4 + 12
 # Per voxel of one written whole-grid frame: labels, intensity, the x-fastest copy for disk.

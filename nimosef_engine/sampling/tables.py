@@ -60,7 +60,7 @@ def point_displacements(net, code: torch.Tensor, heart: HeartFrame, points_ras: 
     """Displacement ``(N, 3)`` RAS mm of ED points ``points_ras (N, 3)`` at each of
     ``frame_times``, one array per time (a generator). ``offset_ras (N, 3)``: the network
     describes point ``n`` at ``points_ras[n] - offset_ras[n]`` (its slice's in-plane shift,
-    :func:`sample.slice_shift_ras`)."""
+    :func:`sampling.fields.slice_shift_ras`)."""
     model_pts = points_ras if offset_ras is None else points_ras - offset_ras
     coords = torch.from_numpy(heart.ras_to_norm(model_pts).astype(np.float32)).to(device)
     fn = pose_fn(pose_matrix)
@@ -78,7 +78,7 @@ def displacement_table(net, code: torch.Tensor, heart: HeartFrame, points_ras: n
     """Motion of ED boundary points: ``frame, time, label, x0, y0, z0`` (ED position) and
     ``x, y, z`` (moved position), ``ux, uy, uz`` (RAS mm) for every frame. ``offset_ras
     (N, 3)``: the network describes point ``n`` at ``points_ras[n] - offset_ras[n]`` (its
-    slice's in-plane shift, :func:`sample.slice_shift_ras`)."""
+    slice's in-plane shift, :func:`sampling.fields.slice_shift_ras`)."""
     rows = []
     for f, (t, u_ras) in enumerate(zip(frame_times, point_displacements(
             net, code, heart, points_ras, frame_times, device, pose_matrix, offset_ras),

@@ -1,4 +1,4 @@
-"""Training the slice network of the refinement (:mod:`slice_likelihood`) on a preprocessed
+"""Training the slice network of the refinement (:mod:`refinement.slice_evidence`) on a preprocessed
 dataset: every labelled slice of the training split, augmented on the fly (rotation, scale,
 flip, shift, gamma, noise, and with ``scanner`` > 0 what differs between scanners:
 :mod:`scanner_augment`), cross-entropy + soft Dice; after each epoch the validation split is
