@@ -40,6 +40,7 @@ not started are dropped, the subjects done stay, and the cohort table lists them
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -218,9 +219,21 @@ def is_done(out: Path, subject: str) -> bool:
 def subject_row(folder: Path) -> dict:
     """The cohort table's row of a finished subject: ED and ES frames, volumes, EF and mass
     from its ``summary.json``, peak global strains (%) from its ``strain.csv`` when it has one
-    (:func:`pipeline.evaluate.peak_global_strain`), its runtime (s) and quality verdict."""
+    (:func:`pipeline.evaluate.peak_global_strain`), its runtime (s) and quality verdict.
+    The table is rebuilt after every subject: a subject's files are read again only when
+    they changed (their modification times), not once per finished subject."""
+    strain = folder / "strain.csv"
+    stamps = tuple(p.stat().st_mtime_ns if p.is_file() else None
+                   for p in (folder / "summary.json", strain))
+    return dict(_subject_row(str(folder), stamps))
+
+
+@functools.lru_cache(maxsize=65536)
+def _subject_row(folder_name: str, stamps: tuple) -> dict:
+    """:func:`subject_row` of ``folder_name`` as its files were at ``stamps``."""
     from nimosef_engine.pipeline.evaluate import peak_global_strain, quality_columns
 
+    folder = Path(folder_name)
     summary = json.loads((folder / "summary.json").read_text())
     row = {"subject": folder.name, "status": "done",
            **{k: summary.get(k) for k in SUMMARY_COLUMNS},
