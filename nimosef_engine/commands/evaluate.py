@@ -12,7 +12,7 @@ from nimosef_engine.core.errors import NimosefInputError
 from nimosef_engine.core.progress import cancel_on_signals, make_reporter
 from nimosef_engine.pipeline.checks import check_models
 from nimosef_engine.pipeline.evaluate import evaluate_acdc, evaluate_pairs, evaluate_sunnybrook
-from nimosef_engine.pipeline.options import QUALITY_PRESETS, SegmentTrackOptions
+from nimosef_engine.pipeline.options import QUALITY_PRESETS, TIME_MODELS, SegmentTrackOptions
 
 DEFAULTS = SegmentTrackOptions()
 
@@ -34,6 +34,9 @@ def register(sub) -> None:
     p.add_argument("--fit-steps", type=int)
     p.add_argument("--pose-hypotheses", type=int, default=DEFAULTS.pose_hypotheses,
                    help="starting poses fitted in full per patient (see segment-track)")
+    p.add_argument("--time-model", default=DEFAULTS.time_model, choices=list(TIME_MODELS),
+                   help="a whole cine's time model (see segment-track; pairs are the same "
+                        "either way)")
     p.add_argument("--device", default=DEFAULTS.device, choices=["auto", "cpu", "cuda"])
     p.add_argument("--no-refine", action="store_true",
                    help="labels from the network alone (see segment-track)")
@@ -61,7 +64,7 @@ def acdc_subjects(args: argparse.Namespace) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     options = {"prior": args.prior, "quality": args.quality, "fit_steps": args.fit_steps,
                "pose_hypotheses": args.pose_hypotheses, "refine": not args.no_refine,
-               "slice_net": not args.no_slice_net,
+               "slice_net": not args.no_slice_net, "time_model": args.time_model,
                "device": args.device, "meshes": False, "res_factor_z": 1, "force": True}
     if args.layout == "pairs" and not args.pairs:
         raise NimosefInputError("--pairs", "--layout pairs needs --pairs FILE.json")

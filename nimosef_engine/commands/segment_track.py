@@ -6,7 +6,7 @@ import argparse
 import json
 
 from nimosef_engine.core.progress import cancel_on_signals, make_reporter
-from nimosef_engine.pipeline.options import QUALITY_PRESETS, SegmentTrackOptions
+from nimosef_engine.pipeline.options import QUALITY_PRESETS, TIME_MODELS, SegmentTrackOptions
 from nimosef_engine.pipeline.segment_track import segment_track
 
 DEFAULTS = SegmentTrackOptions()
@@ -40,6 +40,10 @@ def add_segment_track_arguments(
     p.add_argument("--pose-hypotheses", type=int, default=DEFAULTS.pose_hypotheses,
                    help="experimental: fit from this many starting poses and keep the lowest "
                         "loss (the model card: not better on average on ACDC validation)")
+    p.add_argument("--time-model", default=DEFAULTS.time_model, choices=list(TIME_MODELS),
+                   help="where a cine's frames sit in the prior's cycle: read from each frame's "
+                        "intensities (images), or linear between ED and ES with diastole as "
+                        "systole reversed (landmarks); an ED/ES pair is the same either way")
     p.add_argument("--seed", type=int, default=DEFAULTS.seed)
     p.add_argument("--threads", type=int, default=DEFAULTS.threads,
                    help="CPU threads (default: one per core); with other jobs on the machine, "
@@ -90,7 +94,7 @@ def options_from_args(args: argparse.Namespace) -> SegmentTrackOptions:
         n_frames=args.n_frames, series=args.series, lv_center=args.lv_center,
         rv_point=args.rv_point, ed_frame=args.ed_frame,
         memory_budget_gb=args.memory_budget_gb, pose_hypotheses=args.pose_hypotheses,
-        force=args.force)
+        time_model=args.time_model, force=args.force)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -86,17 +86,21 @@ class FitResult:
     losses: list[float]
     snapshots: dict[int, tuple[torch.Tensor, torch.Tensor]]
     final_loss: float
+    frame_times: np.ndarray | None = None  # (T,) the model times the fit ended at
 
 
 def fit_subject(net, st: SubjectTensors, cfg: FitConfig, init_code: torch.Tensor,
                 weights: LossWeights | None = None, reporter=None,
-                pred_boundary_fn=None) -> FitResult:
+                pred_boundary_fn=None, retime_fn=None) -> FitResult:
     """Fit a code for one subject, the network frozen. Best of ``cfg.restarts`` restarts
     (lowest mean loss over the last 10 % of steps). ``init_code (C,)``: the starting code
     (the prior's mean training code); restarts after the first add N(0, 0.1 * std) noise.
     ``cfg.pose_warmup`` steps of pose alone come first (the code held at ``init_code``).
     On a CUDA device, a fit without motion terms replays its steps as a CUDA graph
-    (:mod:`nimosef_engine.fitting.cuda_graph`)."""
+    (:mod:`nimosef_engine.fitting.cuda_graph`). ``retime_fn(code, pose_matrix, st)``: called
+    once halfway through each restart, returns new model times ``(T,)`` for the frames (read
+    from the images with the code so far, :mod:`nimosef_engine.motion.frame_times`); the
+    second half is fitted at those times. ``st.frame_times`` is restored before a restart."""
     weights = weights or LossWeights()
     if not cfg.motion:
         weights = LossWeights(**{**weights.to_dict(), "displacement": 0.0, "no_motion": 0.0,
@@ -105,7 +109,9 @@ def fit_subject(net, st: SubjectTensors, cfg: FitConfig, init_code: torch.Tensor
         p.requires_grad_(False)
     best: FitResult | None = None
     dev = st.coords.device
+    start_times = st.frame_times.clone()
     for r in range(max(1, cfg.restarts)):
+        st.frame_times.copy_(start_times)
         gen = torch.Generator().manual_seed(cfg.seed * 7919 + r)
         code = init_code.detach().clone().to(dev)
         if r > 0:
@@ -125,6 +131,9 @@ def fit_subject(net, st: SubjectTensors, cfg: FitConfig, init_code: torch.Tensor
         snaps: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         pred_boundary = None
         for step in range(warm + cfg.steps):
+            if retime_fn is not None and step == warm + cfg.steps // 2:
+                times = retime_fn(code.detach(), pose.matrix().detach(), st)
+                st.frame_times.copy_(torch.as_tensor(times, dtype=st.frame_times.dtype))
             check_cancelled()
             if reporter is not None:
                 reporter.check_cancel()  # every step: a step takes up to a second
@@ -152,7 +161,8 @@ def fit_subject(net, st: SubjectTensors, cfg: FitConfig, init_code: torch.Tensor
         losses = history.tolist()
         tail = losses[-max(1, len(losses) // 10):]
         final = float(sum(tail) / len(tail)) if tail else math.inf
-        res = FitResult(code.detach(), pose.matrix().detach(), losses, snaps, final)
+        res = FitResult(code.detach(), pose.matrix().detach(), losses, snaps, final,
+                        st.frame_times.detach().cpu().numpy().copy())
         if best is None or res.final_loss < best.final_loss:
             best = res
     return best

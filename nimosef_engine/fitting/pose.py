@@ -55,10 +55,11 @@ def pose_hypotheses(rotation_losses: dict[int, float], n: int) -> list[tuple[int
 
 
 def fit_hypotheses(net, ckpt: dict, sd: SubjectData, hyps: list[tuple[int, int]],
-                   cfg: FitConfig, device, reporter: ProgressReporter):
+                   cfg: FitConfig, device, reporter: ProgressReporter, retime_fn=None):
     """Fit ``sd`` from each starting pose of ``hyps`` (rotations of ``sd.heart``); keep the
     fit that explains the intensities best (lowest final loss). Returns the fit, ``sd`` in
-    its heart frame, and one row per hypothesis."""
+    its heart frame, and one row per hypothesis. ``retime_fn``: see
+    :func:`fitting.fit.fit_subject`."""
     best = None
     rows = []
     for i, (angle, warm) in enumerate(hyps):
@@ -66,7 +67,7 @@ def fit_hypotheses(net, ckpt: dict, sd: SubjectData, hyps: list[tuple[int, int]]
         share = ShareReporter(reporter, i / len(hyps), (i + 1) / len(hyps),
                               f"pose {i + 1}/{len(hyps)}, " if len(hyps) > 1 else "")
         res = fit_subject(net, subject_tensors(cand, device), replace(cfg, pose_warmup=warm),
-                          ckpt["code_mean"].to(device), reporter=share)
+                          ckpt["code_mean"].to(device), reporter=share, retime_fn=retime_fn)
         rows.append({"rotation_deg": int(angle), "pose_warmup_steps": int(warm),
                      "final_loss": round(res.final_loss, 5)})
         if best is None or res.final_loss < best[0].final_loss:

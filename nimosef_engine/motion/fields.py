@@ -394,3 +394,12 @@ def read_itk_field_ras(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     aff[:3, 3] = img.GetOrigin()
     return arr, np.diag([*RAS_TO_LPS, 1.0]) @ aff
 
+
+def field_file_jacobian_det(path: str | Path) -> np.ndarray:
+    """``det(I + grad u)`` ``(X, Y, Z)`` of an ITK displacement field file on its own grid,
+    whatever the grid's direction (SimpleITK's ``DisplacementFieldJacobianDeterminant`` takes
+    the derivatives along the image axes as if they were the physical ones, which is wrong on
+    an oblique grid: a field that folds nowhere can show folding there)."""
+    u_ras, aff = read_itk_field_ras(path)
+    return jacobian_det(ras_to_vox_vectors(u_ras, aff))
+

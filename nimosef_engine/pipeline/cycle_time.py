@@ -2,13 +2,20 @@
 
 The prior is a function of time in [0, 1) (0 = end-diastole). A cine gives cycle fractions
 (trigger times or ``--frame-times``); a prior trained on ED and ES frames only knows systole,
-so its cycle is aligned on the ED and ES landmarks (:func:`align_to_systole`)."""
+so its cycle is aligned on the ED and ES landmarks (:func:`align_to_systole`) to start the
+fit; a cine's other frames are then placed on that path by their own intensities
+(:func:`frame_time_reader`, :mod:`nimosef_engine.motion.frame_times`)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
+import torch
 
 from nimosef_engine.io.cine import Cine
+from nimosef_engine.losses.objective import SubjectTensors
+from nimosef_engine.motion.frame_times import FrameTimes, fit_frame_times
 
 
 def cycle_times_from_ed(cine: Cine, ed_index: int, es_index: int | None = None,
@@ -47,6 +54,25 @@ def align_to_systole(tau: np.ndarray, tau_es: float, es_model_time: float) -> np
         return tau
     return np.where(tau <= tau_es, tau / tau_es * es_model_time,
                     es_model_time * (1.0 - tau) / (1.0 - tau_es))
+
+
+FrameTimeReader = Callable[[torch.Tensor, torch.Tensor, SubjectTensors], FrameTimes]
+
+
+def frame_time_reader(net, ckpt: dict, ed_index: int, es_model: int | None, n_frames: int,
+                      seed: int = 0) -> FrameTimeReader | None:
+    """``read(code, pose_matrix, st) -> FrameTimes``: every frame's model time from its own
+    intensities, ED and the aligned ES the landmarks; None when there is nothing to read (an
+    ED/ES pair, or a cycle not aligned on ES)."""
+    es_time = ckpt.get("es_time_mean")
+    if es_model is None or n_frames <= 2 or not es_time:
+        return None
+
+    def read(code: torch.Tensor, pose_matrix: torch.Tensor, st: SubjectTensors) -> FrameTimes:
+        return fit_frame_times(net, code, pose_matrix, st, ed_index, es_model, float(es_time),
+                               seed=seed)
+
+    return read
 
 
 def frame_spacing_ms(trigger_ms) -> float | None:

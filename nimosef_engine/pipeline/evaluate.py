@@ -66,10 +66,11 @@ def tracking_scores(field: Path, ed_gt: Path, es_gt: Path,
     import SimpleITK as sitk
 
     from nimosef_engine.evaluation.metrics import surface_distances
+    from nimosef_engine.motion.fields import field_file_jacobian_det
 
     ed_img, es_img = (sitk.ReadImage(str(p)) for p in (ed_gt, es_gt))
     disp = sitk.ReadImage(str(field), sitk.sitkVectorFloat64)
-    det = sitk.GetArrayFromImage(sitk.DisplacementFieldJacobianDeterminant(disp))
+    det = field_file_jacobian_det(field)  # (x, y, z), right on oblique grids too
     warped = sitk.Resample(ed_img, es_img, sitk.DisplacementFieldTransform(disp),
                            sitk.sitkNearestNeighbor, 0, ed_img.GetPixelID())
     es, es_aff = load_nifti(es_gt, ndim=3, dtype=np.uint8)
@@ -85,7 +86,7 @@ def tracking_scores(field: Path, ed_gt: Path, es_gt: Path,
             row[f"{name}_hd95_{cname}"] = surface_distances(lab == c, es == c, es_aff)["hd95"]
         row[f"{name}_dice_mean"] = float(np.nanmean([row[f"{name}_dice_{c}"]
                                                      for c in ("LV", "MYO", "RV")]))
-    heart = es.transpose(2, 1, 0) > 0
+    heart = es > 0
     row["track_folding_pct"] = 100.0 * float((det[heart] <= 0).mean()) if heart.any() else 0.0
     return row
 

@@ -81,6 +81,9 @@ class RefineSettings:
         _int_in("refinement.iterations", self.iterations, 1, None)
 
 
+TIME_MODELS = ("images", "landmarks")
+
+
 @dataclass(frozen=True)
 class SegmentTrackOptions:
     """Everything a Segment & Track run can be told. Inputs' timing (``frame_times``,
@@ -89,7 +92,9 @@ class SegmentTrackOptions:
     switch the refinement by the image and by the slice network; ``motion`` the dense motion
     fields and strain (``motion/``, ``strain.csv``); ``force`` keeps a result
     whose quality verdict is ``fail``; ``threads`` the CPU threads torch uses (None: torch's
-    default, one per core)."""
+    default, one per core); ``time_model`` how a cine's frames are placed in the prior's
+    cycle: ``images`` (each frame by its own intensities, ED and ES the landmarks) or
+    ``landmarks`` (linear between ED and ES, diastole as systole reversed)."""
 
     prior: str | None = None
     res_factor_z: int = 2
@@ -114,6 +119,7 @@ class SegmentTrackOptions:
     rv_point: tuple[float, float, float] | None = None
     ed_frame: int | None = None
     pose_hypotheses: int = 1
+    time_model: str = "images"
     force: bool = False
     memory_budget_gb: float = DEFAULT_MEMORY_BUDGET_GB
     refinement: RefineSettings = field(default_factory=RefineSettings)
@@ -125,6 +131,9 @@ class SegmentTrackOptions:
         if self.device not in ("auto", "cpu", "cuda"):
             raise NimosefInputError("device", f"unknown device {self.device!r} "
                                               "(auto, cpu, cuda)")
+        if self.time_model not in TIME_MODELS:
+            raise NimosefInputError("time_model", f"unknown time model {self.time_model!r} "
+                                                  f"({', '.join(TIME_MODELS)})")
         _int_in("res_factor_z", self.res_factor_z, 1, MAX_RES_FACTOR_Z)
         if self.threads is not None:
             _int_in("threads", self.threads, 1, 1024)

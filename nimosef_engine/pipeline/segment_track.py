@@ -34,9 +34,10 @@ from nimosef_engine.evaluation.metrics import cardiac_indices
 from nimosef_engine.fitting.fit import FitConfig, FitResult
 from nimosef_engine.fitting.pose import choose_rotation, fit_hypotheses, pose_hypotheses
 from nimosef_engine.io.cine import Cine, load_cine
+from nimosef_engine.losses.objective import subject_tensors
 from nimosef_engine.model.bundled import load_prior
 from nimosef_engine.pipeline.checks import check_cine, check_memory_budget, check_models
-from nimosef_engine.pipeline.cycle_time import cycle_model_times
+from nimosef_engine.pipeline.cycle_time import cycle_model_times, frame_time_reader
 from nimosef_engine.pipeline.localise import HeartPose, localise_heart
 from nimosef_engine.pipeline.options import SegmentTrackOptions
 from nimosef_engine.pipeline.outputs import (
@@ -116,15 +117,22 @@ def _run(inputs: list[Path], out: Path, opts: SegmentTrackOptions,
         loc = localise(cine, ckpt, net, opts, source, device, reporter)
     with _timed(timings, "fit"):
         fit_cfg = fit_config(ckpt, opts)
+        reader = frame_time_reader(net, ckpt, loc.ed_index, loc.es_model, cine.n_frames,
+                                   opts.seed) if opts.time_model == "images" else None
         res, sd, hypotheses = fit_hypotheses(
             net, ckpt, loc.sd, pose_hypotheses(loc.rotation_losses, opts.pose_hypotheses),
-            fit_cfg, device, reporter)
+            fit_cfg, device, reporter,
+            retime_fn=None if reader is None else lambda c, p, st: reader(c, p, st).times)
         code, pose_m = res.code, res.pose_matrix.cpu()
+        reading = None
+        if reader is not None:  # the final code's reading: the times every output uses
+            reading = reader(code, pose_m, subject_tensors(sd, device))
+            sd = replace(sd, frame_times=reading.times)
     with _timed(timings, "align"):
         refinement, agreement = prepare_refinement(net, code, pose_m, sd, opts, device,
                                                    [loc.ed_index, loc.pose.es_index], reporter)
-    seg1, vols = sample_and_write(net, code, pose_m, sd, cine, out, opts, device, reporter,
-                                  timings, refinement)
+    seg1, vols, frame_agreement = sample_and_write(net, code, pose_m, sd, cine, out, opts,
+                                                   device, reporter, timings, refinement)
     with _timed(timings, "write"):
         volumes = volumes_table(vols, cine)
         write_table(volumes, out / "volumes.csv")
@@ -156,9 +164,7 @@ def _run(inputs: list[Path], out: Path, opts: SegmentTrackOptions,
         "localised_ed_frame": int(loc.ed_index),
         "localised_es_frame": int(loc.pose.es_index),
         "model_times": [round(float(x), 4) for x in sd.frame_times],
-        "time_model": "aligned on ED and ES, diastole as systole reversed (the prior was "
-                      "trained on ED and ES frames)"
-                      if loc.es_model is not None else "cycle fraction from ED",
+        "time_model": time_model_summary(loc, reading),
         **{k: rounded(v) for k, v in idx.items() if k not in ("ed_index", "es_index")},
         "n_frames": int(sd.n_frames), "res_factor_z": int(opts.res_factor_z),
         "runtime_s": round(time.perf_counter() - t0, 2), "stage_seconds":
@@ -168,7 +174,7 @@ def _run(inputs: list[Path], out: Path, opts: SegmentTrackOptions,
                          "notes": loc.pose.notes, "rotation_search_loss": loc.rotation_losses},
         "fit": {"steps": fit_cfg.steps, "final_loss": round(res.final_loss, 5),
                 "quality": opts.quality, "pose_hypotheses": hypotheses},
-        "refinement": refinement_summary(refinement, opts),
+        "refinement": refinement_summary(refinement, opts, frame_agreement),
         "quality": quality,
         "motion": dense_motion,
         "labels": {str(k): v for k, v in LABEL_NAMES.items()},
@@ -254,9 +260,27 @@ def judge(confidence: float, res: FitResult, agreement, vols: list[dict], seg1: 
     return quality
 
 
-def refinement_summary(refinement: FrameRefinement, opts: SegmentTrackOptions) -> dict | None:
+def time_model_summary(loc: Localised, reading) -> dict:
+    """``summary.json``'s ``time_model``: how each frame's model time was set and, when read
+    from the images, each frame's place between ED (0) and ES (1) and how far apart ED and ES
+    look (model time; the reading is used above ``MIN_SEPARATION`` of the ES time)."""
+    if loc.es_model is None:
+        return {"method": "cycle fraction from ED"}
+    if reading is None:
+        return {"method": "aligned on ED and ES, diastole as systole reversed"}
+    method = ("read from each frame's intensities, ED and ES the landmarks" if reading.used
+              else "aligned on ED and ES, diastole as systole reversed (ED and ES did not "
+                   "look apart enough to read the other frames)")
+    return {"method": method, "ed_es_separation": round(reading.separation, 4),
+            "place": [round(float(x), 3) for x in reading.place]}
+
+
+def refinement_summary(refinement: FrameRefinement, opts: SegmentTrackOptions,
+                       frame_agreement: list[dict[str, float]] | None = None) -> dict | None:
     """``summary.json``'s ``refinement``: the prior's weight used and its settings, the slice
-    shifts and the slice network; None without refinement."""
+    shifts, the slice network and, per frame, the mean Dice of the prior's labels against the
+    slice network's (how well the prior's cycle follows the images); None without
+    refinement."""
     if refinement.shift is None:
         return None
     settings = opts.refinement
@@ -265,7 +289,9 @@ def refinement_summary(refinement: FrameRefinement, opts: SegmentTrackOptions) -
             "slice_shift_voxels": refinement.shift.tolist(),
             "slice_shift_max_mm": settings.max_slice_shift_mm,
             "slice_net": None if refinement.evidence is None else
-            {"id": refinement.evidence.net_id, "gamma": settings.gamma}}
+            {"id": refinement.evidence.net_id, "gamma": settings.gamma},
+            "prior_slice_agreement_per_frame": None if frame_agreement is None else
+            [round(float(np.nanmean(list(a.values()))), 4) for a in frame_agreement]}
 
 
 @contextlib.contextmanager

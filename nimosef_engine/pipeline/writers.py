@@ -17,7 +17,7 @@ from nimosef_engine.core.atomic import atomic_path
 from nimosef_engine.core.geometry import resample_grid_z
 from nimosef_engine.core.progress import ProgressReporter
 from nimosef_engine.data.subject import SubjectData
-from nimosef_engine.evaluation.metrics import volumes_ml
+from nimosef_engine.evaluation.metrics import class_agreement, volumes_ml
 from nimosef_engine.io.cine import Cine
 from nimosef_engine.io.nifti_stream import NiftiFrameWriter
 from nimosef_engine.pipeline.cycle_time import frame_spacing_ms
@@ -33,14 +33,17 @@ log = logging.getLogger(__name__)
 def sample_and_write(net, code: torch.Tensor, pose_m: torch.Tensor, sd: SubjectData,
                      cine: Cine, out: Path, opts: SegmentTrackOptions, device,
                      reporter: ProgressReporter, timings: dict[str, float],
-                     refinement: FrameRefinement) -> tuple[np.ndarray, list[dict]]:
+                     refinement: FrameRefinement
+                     ) -> tuple[np.ndarray, list[dict], list[dict[str, float]] | None]:
     """Frame by frame: sample at the native resolution and at z factor F, refine and clean
     the labels (:func:`refinement.frames.iter_refined_frames`), write the meshes, append the
     frame to ``seg.nii.gz``, ``seg_zF.nii.gz`` and ``rec_zF.nii.gz`` and measure the volumes.
     Peak memory: one frame plus a chunk sized by ``opts.memory_budget_gb``.
 
-    Returns the cleaned native labels ``(T, x, y, z)`` uint8 on the crop grid and the
-    per-frame volumes (mL). Adds the seconds spent to ``timings`` (sample, meshes, write).
+    Returns the cleaned native labels ``(T, x, y, z)`` uint8 on the crop grid, the per-frame
+    volumes (mL) and, with a slice network, each frame's agreement of the prior with it
+    (Dice per class, :func:`evaluation.metrics.class_agreement`; else None). Adds the seconds
+    spent to ``timings`` (sample, meshes, write).
     """
     if opts.meshes:  # VTK is loaded only when meshes are asked for
         from nimosef_engine.io.meshes import write_frame_meshes
@@ -61,6 +64,7 @@ def sample_and_write(net, code: torch.Tensor, pose_m: torch.Tensor, sd: SubjectD
         frames_f, strict=True)
     seg1_all = np.empty((n_t, *sd.grid_shape), np.uint8)
     vols: list[dict] = []
+    agreement: list[dict[str, float]] | None = None if refinement.evidence is None else []
     for key in ("sample", "meshes", "write"):
         timings[key] = 0.0
     with contextlib.ExitStack() as stack:
@@ -72,8 +76,11 @@ def sample_and_write(net, code: torch.Tensor, pose_m: torch.Tensor, sd: SubjectD
         w_seg_f = writer(f"seg_z{f}.nii.gz", full_shape_f, np.uint8, full_aff_f)
         w_rec_f = writer(f"rec_z{f}.nii.gz", full_shape_f, np.float32, full_aff_f)
         tick = time.perf_counter()
-        for (_, seg1, _), (fr_f, seg_f, probs_f) in pairs:
+        for (fr1, seg1, _), (fr_f, seg_f, probs_f) in pairs:
             seg1_all[fr_f.index] = seg1
+            if agreement is not None and fr1.probs is not None:
+                agreement.append(class_agreement(
+                    fr1.probs.argmax(0), refinement.slice_probs(fr1.index).argmax(0)))
             tick = _lap(timings, "sample", tick)
             if opts.meshes:
                 write_frame_meshes(probs_f, aff_f, out / "meshes", fr_f.index)
@@ -85,7 +92,7 @@ def sample_and_write(net, code: torch.Tensor, pose_m: torch.Tensor, sd: SubjectD
             tick = _lap(timings, "write", tick)
         reporter.update("write", 0.0, "writing volumes and tables")
     _lap(timings, "write", tick)
-    return seg1_all, vols
+    return seg1_all, vols, agreement
 
 
 def volumes_table(vols: list[dict], cine: Cine) -> pd.DataFrame:

@@ -74,14 +74,22 @@ def test_outputs_overlay_the_input_and_are_complete(st_090):
         assert key in summary, key
     assert summary["n_frames"] == 12 and summary["device"] == "cpu"
     assert 0 < summary["LV_EF_pct"] < 100
-    # the bundled prior saw ED and ES only: the cycle is aligned on them, so model times run
-    # from 0 at the localised ED up to the prior's mean ES time at the localised ES and back
+    # the bundled prior saw ED and ES only: model times run from 0 at the localised ED up to
+    # the prior's mean ES time at the localised ES and back, each frame placed on that path by
+    # its own intensities: systole advances, diastole returns
     ck = load_checkpoint(BUNDLED_PRIOR)
     times = np.asarray(summary["model_times"])
-    assert summary["time_model"].startswith("aligned on ED and ES")
-    assert times[summary["localised_ed_frame"]] == 0.0
-    assert times[summary["localised_es_frame"]] == pytest.approx(ck["es_time_mean"], abs=1e-4)
+    ed_l, es_l = summary["localised_ed_frame"], summary["localised_es_frame"]
+    assert summary["time_model"]["method"].startswith("read from each frame's intensities")
+    assert times[ed_l] == 0.0
+    assert times[es_l] == pytest.approx(ck["es_time_mean"], abs=1e-4)
     assert times.max() == pytest.approx(ck["es_time_mean"], abs=1e-4)
+    cyc = times[[(ed_l + j) % 12 for j in range(12)]]
+    p_es = (es_l - ed_l) % 12
+    assert np.all(np.diff(cyc[:p_es + 1]) >= -1e-6) and np.all(np.diff(cyc[p_es:]) <= 1e-6)
+    # the prior's labels are compared with the slice network's in every frame
+    agree = summary["refinement"]["prior_slice_agreement_per_frame"]
+    assert len(agree) == 12 and all(0.3 < a <= 1.0 for a in agree)
     vols = pd.read_csv(st_090 / "volumes.csv")
     assert list(vols.columns) == ["frame", "time", "time_ms", "LV_mL", "MYO_mL", "RV_mL"]
     assert len(vols) == 12
