@@ -16,7 +16,8 @@ Runs Segment & Track on each cine twice, one run at a time, with ``--time-model 
   identity baseline (frame A's labels unmoved);
 - the mean displacement (mm) at the last frame of the cycle (the one before ED) against its
   largest over the cycle: how far the motion returns to ED;
-- the fit and motion times.
+- the fit's final loss (how well the fitted model explains the cine's intensities, over the
+  frames at their model times) and the fit and motion times.
 
 Defaults: the bundled demo (ACDC patient090, 12 frames) and its expert labels of frames 4 and
 11 (1-based; 0-based 3 and 10). ``--sunnybrook``: also the full 20-frame GE DICOM cine
@@ -104,6 +105,7 @@ def figures(summary: dict) -> dict:
             "last_frame_displacement_mm": round(float(disp[last]), 3),
             "max_displacement_mm": round(float(disp.max()), 3),
             "folding_share_max": motion["folding_share_max"],
+            "fit_loss": summary["fit"]["final_loss"],
             "fit_s": summary["stage_seconds"].get("fit"),
             "motion_s": summary["stage_seconds"].get("motion"),
             "runtime_s": summary["runtime_s"]}
