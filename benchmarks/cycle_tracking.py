@@ -7,7 +7,8 @@ Runs Segment & Track on each cine twice, one run at a time, with ``--time-model 
 (every frame's model time linear between ED and ES, diastole as systole reversed) and
 ``--time-model images`` (each frame placed by its own intensities), and prints per run:
 
-- the agreement of the prior's labels with the slice network's, frame by frame (mean class
+- the agreement of the prior's labels with the slice network's (the runs refine with the
+  slice network, the default), frame by frame (mean class
   Dice; ``summary.json`` ``refinement.prior_slice_agreement_per_frame``): over all frames and
   over the frames other than the localised ED and ES, which the time model places;
 - the whole-cycle LV and RV EF (``summary.json``), beside the EF of the expert labels;
@@ -89,7 +90,8 @@ def labels_ef(labels: tuple[Path, Path]) -> dict:
 
 
 def figures(summary: dict) -> dict:
-    per_frame = np.asarray(summary["refinement"]["prior_slice_agreement_per_frame"])
+    per_frame = np.array([np.nan if a is None else a for a in
+                          summary["refinement"]["prior_slice_agreement_per_frame"]], float)
     landmarks = {summary["localised_ed_frame"], summary["localised_es_frame"]}
     others = [f for f in range(len(per_frame)) if f not in landmarks]
     motion = summary["motion"]

@@ -100,7 +100,9 @@ def fit_subject(net, st: SubjectTensors, cfg: FitConfig, init_code: torch.Tensor
     (:mod:`nimosef_engine.fitting.cuda_graph`). ``retime_fn(code, pose_matrix, st)``: called
     once halfway through each restart, returns new model times ``(T,)`` for the frames (read
     from the images with the code so far, :mod:`nimosef_engine.motion.frame_times`); the
-    second half is fitted at those times. ``st.frame_times`` is restored before a restart."""
+    second half is fitted at those times; ED stays the frame of earliest starting time even
+    when other frames are read at time 0. ``st.frame_times`` is restored before each restart
+    and holds the returned fit's times at the end (``FitResult.frame_times``)."""
     weights = weights or LossWeights()
     if not cfg.motion:
         weights = LossWeights(**{**weights.to_dict(), "displacement": 0.0, "no_motion": 0.0,
@@ -110,6 +112,7 @@ def fit_subject(net, st: SubjectTensors, cfg: FitConfig, init_code: torch.Tensor
     best: FitResult | None = None
     dev = st.coords.device
     start_times = st.frame_times.clone()
+    ed = int(torch.argmin(start_times).item())
     for r in range(max(1, cfg.restarts)):
         st.frame_times.copy_(start_times)
         gen = torch.Generator().manual_seed(cfg.seed * 7919 + r)
@@ -132,8 +135,12 @@ def fit_subject(net, st: SubjectTensors, cfg: FitConfig, init_code: torch.Tensor
         pred_boundary = None
         for step in range(warm + cfg.steps):
             if retime_fn is not None and step == warm + cfg.steps // 2:
-                times = retime_fn(code.detach(), pose.matrix().detach(), st)
-                st.frame_times.copy_(torch.as_tensor(times, dtype=st.frame_times.dtype))
+                times = torch.as_tensor(retime_fn(code.detach(), pose.matrix().detach(), st),
+                                        dtype=st.frame_times.dtype)
+                if times.shape != st.frame_times.shape:
+                    raise ValueError(f"retime_fn gave times of shape {tuple(times.shape)} for "
+                                     f"{st.frame_times.numel()} frames")
+                st.frame_times.copy_(times)
             check_cancelled()
             if reporter is not None:
                 reporter.check_cancel()  # every step: a step takes up to a second
@@ -150,7 +157,7 @@ def fit_subject(net, st: SubjectTensors, cfg: FitConfig, init_code: torch.Tensor
                 loss, _ = nimosef_loss(
                     net, code, st, n_points=cfg.n_points, weights=weights,
                     epoch=10**6 if cfg.motion else 0, generator=gen, use_labels=False,
-                    pred_boundary=pred_boundary, coords_fn=pose if cfg.pose else None)
+                    pred_boundary=pred_boundary, coords_fn=pose if cfg.pose else None, ed=ed)
                 loss.backward()
                 if step < warm:  # the mean shape is moved into place before it is reshaped
                     code.grad = None
@@ -165,6 +172,7 @@ def fit_subject(net, st: SubjectTensors, cfg: FitConfig, init_code: torch.Tensor
                         st.frame_times.detach().cpu().numpy().copy())
         if best is None or res.final_loss < best.final_loss:
             best = res
+    st.frame_times.copy_(torch.as_tensor(best.frame_times, dtype=st.frame_times.dtype))
     return best
 
 

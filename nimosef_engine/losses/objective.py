@@ -138,7 +138,8 @@ def nimosef_loss(net, code: torch.Tensor, st: SubjectTensors, *, n_points: int,
                  weights: LossWeights, epoch: int, generator: torch.Generator,
                  use_labels: bool = True, frame: int | None = None,
                  pred_boundary: list[torch.Tensor | None] | None = None,
-                 coords_fn=None, intensity_fn=None, max_boundary_points: int = 1000
+                 coords_fn=None, intensity_fn=None, max_boundary_points: int = 1000,
+                 ed: int | None = None
                  ) -> tuple[torch.Tensor, dict[str, float]]:
     """Loss of one subject at ED and one other frame.
 
@@ -148,9 +149,11 @@ def nimosef_loss(net, code: torch.Tensor, st: SubjectTensors, *, n_points: int,
     augmented copy's transform). ``intensity_fn``: optional map of the observed intensities
     (an augmented copy's contrast).
     ``max_boundary_points``: ED boundary points moved per step (a random subset).
+    ``ed``: the ED frame (default: the frame of earliest model time; give it when several
+    frames share time 0).
     Returns the total and a dict of the (unweighted) parts.
     """
-    ed, frame, idx = step_points(st, n_points, generator, use_labels, frame)
+    ed, frame, idx = step_points(st, n_points, generator, use_labels, frame, ed)
     coords = st.coords[idx]
     if coords_fn is not None:
         coords = coords_fn(coords)

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from scipy.optimize import isotonic_regression
 
+from nimosef_engine.core.progress import check_cancelled
 from nimosef_engine.losses.intensity import intensity_loss
 from nimosef_engine.losses.objective import SubjectTensors
 from nimosef_engine.sampling.fields import pose_fn
@@ -54,31 +55,36 @@ def intensity_time_costs(net, code: torch.Tensor, pose_m: torch.Tensor | None,
     spread = st.intensity.std(0).cpu()
     n_keep = max(1, int(round(INFORMATIVE_SHARE * spread.numel())))
     pool = torch.topk(spread, n_keep).indices
-    idx = pool[torch.randint(n_keep, (min(n_points, n_keep),), generator=gen)]
-    idx = idx.to(st.coords.device)
+    idx = pool[torch.randperm(n_keep, generator=gen)[:n_points]].to(st.coords.device)
     coords = st.coords[idx]
     fn = pose_fn(pose_m)
     if fn is not None:
         coords = fn(coords)
     code = code.detach().to(coords.device)
+    preds = torch.empty((len(grid), coords.shape[0]), device=coords.device)  # (G, N)
     with torch.no_grad():
-        preds = torch.stack([
-            net(coords, torch.full((coords.shape[0], 1), float(t), device=coords.device), code,
-                with_motion=False).intensity for t in grid])  # (G, N)
+        for g, t in enumerate(grid):
+            check_cancelled()
+            preds[g] = net(coords, torch.full((coords.shape[0], 1), float(t),
+                                              device=coords.device), code,
+                           with_motion=False).intensity
         return np.stack([intensity_loss(preds, st.intensity[f, idx]).cpu().numpy()
                          for f in range(st.intensity.shape[0])]).astype(np.float64)
 
 
 def best_times(costs: np.ndarray, grid: np.ndarray) -> np.ndarray:
     """``(T,)`` each row's minimum of ``costs (T, G)`` over ``grid``, refined between grid
-    points by the parabola through the minimum and its neighbours."""
-    k = np.clip(costs.argmin(1), 1, len(grid) - 2)
+    points by the parabola through the minimum and its neighbours (a minimum at either end
+    of the grid stays there)."""
+    best = costs.argmin(1)
+    k = np.clip(best, 1, len(grid) - 2)
     rows = np.arange(len(costs))
     c0, c1, c2 = costs[rows, k - 1], costs[rows, k], costs[rows, k + 1]
     denom = c0 - 2 * c1 + c2
-    shift = np.where(denom > 0, 0.5 * (c0 - c2) / np.where(denom > 0, denom, 1.0), 0.0)
+    inner = (best == k) & (denom > 0)
+    shift = np.where(inner, 0.5 * (c0 - c2) / np.where(inner, denom, 1.0), 0.0)
     step = grid[1] - grid[0]
-    return np.clip(grid[k] + np.clip(shift, -1, 1) * step, grid[0], grid[-1])
+    return np.clip(grid[best] + np.clip(shift, -1, 1) * step, grid[0], grid[-1])
 
 
 def monotone_cycle(place: np.ndarray, ed: int, es: int) -> np.ndarray:

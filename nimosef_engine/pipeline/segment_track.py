@@ -126,6 +126,7 @@ def _run(inputs: list[Path], out: Path, opts: SegmentTrackOptions,
         code, pose_m = res.code, res.pose_matrix.cpu()
         reading = None
         if reader is not None:  # the final code's reading: the times every output uses
+            sd = replace(sd, frame_times=res.frame_times)  # where the fit ended
             reading = reader(code, pose_m, subject_tensors(sd, device))
             sd = replace(sd, frame_times=reading.times)
     with _timed(timings, "align"):
@@ -276,7 +277,8 @@ def time_model_summary(loc: Localised, reading) -> dict:
 
 
 def refinement_summary(refinement: FrameRefinement, opts: SegmentTrackOptions,
-                       frame_agreement: list[dict[str, float]] | None = None) -> dict | None:
+                       frame_agreement: list[dict[str, float] | None] | None = None
+                       ) -> dict | None:
     """``summary.json``'s ``refinement``: the prior's weight used and its settings, the slice
     shifts, the slice network and, per frame, the mean Dice of the prior's labels against the
     slice network's (how well the prior's cycle follows the images); None without
@@ -291,7 +293,13 @@ def refinement_summary(refinement: FrameRefinement, opts: SegmentTrackOptions,
             "slice_net": None if refinement.evidence is None else
             {"id": refinement.evidence.net_id, "gamma": settings.gamma},
             "prior_slice_agreement_per_frame": None if frame_agreement is None else
-            [round(float(np.nanmean(list(a.values()))), 4) for a in frame_agreement]}
+            [_mean_or_none(a) for a in frame_agreement]}
+
+
+def _mean_or_none(agreement: dict[str, float] | None) -> float | None:
+    """The mean of a frame's class Dice values, None when it has none (JSON has no NaN)."""
+    values = [v for v in (agreement or {}).values() if np.isfinite(v)]
+    return round(float(np.mean(values)), 4) if values else None
 
 
 @contextlib.contextmanager

@@ -34,7 +34,7 @@ def sample_and_write(net, code: torch.Tensor, pose_m: torch.Tensor, sd: SubjectD
                      cine: Cine, out: Path, opts: SegmentTrackOptions, device,
                      reporter: ProgressReporter, timings: dict[str, float],
                      refinement: FrameRefinement
-                     ) -> tuple[np.ndarray, list[dict], list[dict[str, float]] | None]:
+                     ) -> tuple[np.ndarray, list[dict], list[dict[str, float] | None] | None]:
     """Frame by frame: sample at the native resolution and at z factor F, refine and clean
     the labels (:func:`refinement.frames.iter_refined_frames`), write the meshes, append the
     frame to ``seg.nii.gz``, ``seg_zF.nii.gz`` and ``rec_zF.nii.gz`` and measure the volumes.
@@ -78,8 +78,8 @@ def sample_and_write(net, code: torch.Tensor, pose_m: torch.Tensor, sd: SubjectD
         tick = time.perf_counter()
         for (fr1, seg1, _), (fr_f, seg_f, probs_f) in pairs:
             seg1_all[fr_f.index] = seg1
-            if agreement is not None and fr1.probs is not None:
-                agreement.append(class_agreement(
+            if agreement is not None:  # one entry per frame, None where it cannot be had
+                agreement.append(None if fr1.probs is None else class_agreement(
                     fr1.probs.argmax(0), refinement.slice_probs(fr1.index).argmax(0)))
             tick = _lap(timings, "sample", tick)
             if opts.meshes:

@@ -39,6 +39,12 @@ def test_best_times_finds_the_minimum_between_grid_points():
     np.testing.assert_allclose(best_times(costs, grid), truth, atol=1e-9)
 
 
+def test_best_times_keeps_a_minimum_at_either_end_of_the_grid():
+    grid = np.linspace(0.0, 1.0, 11)
+    costs = np.stack([grid, -grid, (grid - 0.5) ** 2])  # linear at the ends: no parabola
+    np.testing.assert_allclose(best_times(costs, grid), [0.0, 1.0, 0.5], atol=1e-12)
+
+
 def _rendered_cine(times: list[float], n: int = 6000, seed: int = 0):
     """The shipped prior's mean heart rendered at ``times``: a cine whose frames' model times
     are known."""
@@ -86,3 +92,45 @@ def test_an_ed_es_pair_is_not_read_so_pair_results_are_unchanged():
     assert frame_time_reader(net, ckpt, 0, None, n_frames=12) is None  # no ES to align on
     assert frame_time_reader(net, {**ckpt, "es_time_mean": None}, 0, 5, n_frames=12) is None
     assert frame_time_reader(net, ckpt, 0, 5, n_frames=12) is not None
+
+
+def test_the_fit_is_retimed_halfway_keeps_its_ed_and_returns_the_best_restarts_times(
+        monkeypatch):
+    import nimosef_engine.losses.objective as objective
+    from nimosef_engine.fitting.fit import FitConfig, fit_subject
+
+    ckpt, net, _ = load_prior(None, "cpu")
+    es = float(ckpt["es_time_mean"])
+    # ED is frame 2, ES frame 1; the reading puts frame 0 at time 0 too
+    ckpt, net, st = _rendered_cine([0.0, es, 0.0, 0.5 * es], n=800)
+    st.frame_times.copy_(torch.tensor([0.8, 1.0, 0.0, 0.4]) * es)
+    start = st.frame_times.clone()
+    calls, eds = [], []
+    step_points = objective.step_points
+
+    def spy(st_, n_points, generator, use_labels, frame=None, ed=None):
+        out = step_points(st_, n_points, generator, use_labels, frame, ed)
+        eds.append(out[0])
+        return out
+
+    monkeypatch.setattr(objective, "step_points", spy)
+
+    def retime(code, pose_m, st_now):
+        np.testing.assert_allclose(st_now.frame_times.numpy(), start.numpy())  # each restart
+        calls.append(len(calls))
+        return np.array([0.0, 1.0, 0.0, 0.4 + 0.1 * len(calls)], np.float32) * es
+
+    res = fit_subject(net, st, FitConfig(steps=6, n_points=200, restarts=2), ckpt["code_mean"],
+                      retime_fn=retime)
+    assert calls == [0, 1]
+    assert eds == [2] * 12  # the ED of the starting times in every step, after the reading too
+    assert res.frame_times[0] == 0.0 and res.frame_times[3] in (
+        pytest.approx(0.5 * es), pytest.approx(0.6 * es))
+    np.testing.assert_allclose(st.frame_times.numpy(), res.frame_times)
+
+    def wrong_shape(code, pose_m, st_now):
+        return np.zeros(2, np.float32)
+
+    with pytest.raises(ValueError, match="shape"):
+        fit_subject(net, st, FitConfig(steps=4, n_points=200), ckpt["code_mean"],
+                    retime_fn=wrong_shape)
