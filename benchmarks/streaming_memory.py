@@ -66,7 +66,7 @@ def build_cine(out: Path, src: Path) -> tuple[Path, str]:
     cycle_ms = float(np.median(np.diff(tms))) * n_t if tms is not None and n_t > 1 else 1000.0
     path = out / "cine_256x256x20x30.nii.gz"
     save_nifti(path, out_4d, aff, cycle_ms / N_FRAMES)
-    return path, str(src.relative_to(ROOT.parent))
+    return path, f"Sunnybrook Cardiac Data {src.resolve().name}"
 
 
 def run_one(cine: Path, budget: float | None, quality: str, factor: int) -> dict:
@@ -96,10 +96,13 @@ def run_one(cine: Path, budget: float | None, quality: str, factor: int) -> dict
 
 
 def engine_path() -> str:
-    """Where the child processes import the engine from (PYTHONPATH may point elsewhere)."""
-    return subprocess.run([sys.executable, "-c", "import nimosef_engine; "
-                           "print(nimosef_engine.__file__)"], capture_output=True,
-                          text=True, cwd=tempfile.gettempdir()).stdout.strip()
+    """Where the child processes import the engine from (PYTHONPATH may point elsewhere):
+    relative to this checkout when inside it, else ``elsewhere`` (no machine path is
+    recorded)."""
+    found = Path(subprocess.run([sys.executable, "-c", "import nimosef_engine; "
+                                 "print(nimosef_engine.__file__)"], capture_output=True,
+                                text=True, cwd=tempfile.gettempdir()).stdout.strip())
+    return str(found.relative_to(ROOT)) if found.is_relative_to(ROOT) else "elsewhere"
 
 
 def main() -> None:
