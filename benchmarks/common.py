@@ -13,6 +13,8 @@ from pathlib import Path
 
 import torch
 
+torch.set_flush_denormal(True)  # as every nimosef command runs (core.threads.subnormals)
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 TEST_ACDC = ROOT / "tests" / "data" / "acdc"

@@ -16,7 +16,7 @@ import sys
 
 from nimosef_engine import __version__
 from nimosef_engine.core.errors import NimosefCancelled, NimosefInputError
-from nimosef_engine.core.threads import set_openmp_waiting
+from nimosef_engine.core.threads import set_openmp_waiting, subnormals
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
-        return int(args.func(args) or 0)
+        with subnormals(flush=True):  # before torch starts its threads (core.threads)
+            return int(args.func(args) or 0)
     except NimosefInputError as exc:
         print(f"nimosef {args.command}: error: {as_flag(exc, parser, args.command)}",
               file=sys.stderr)

@@ -15,6 +15,7 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from nimosef_engine.core.geometry import LV, MYO, RV, voxel_to_ras
+from nimosef_engine.core.threads import subnormals
 
 CLASS_NAMES: dict[int, str] = {LV: "LV", MYO: "MYO", RV: "RV"}
 MYOCARDIUM_DENSITY_G_PER_ML = 1.05
@@ -71,8 +72,9 @@ def point_set_distances(points_a: np.ndarray, points_b: np.ndarray) -> dict[str,
     if len(a) == 0 or len(b) == 0:
         nan = float("nan")
         return {"hd95": nan, "hausdorff": nan, "chamfer": nan}
-    d_ab = cKDTree(b).query(a, k=1)[0]
-    d_ba = cKDTree(a).query(b, k=1)[0]
+    with subnormals(flush=False):  # scipy's KD-tree can crash when they are flushed
+        d_ab = cKDTree(b).query(a, k=1)[0]
+        d_ba = cKDTree(a).query(b, k=1)[0]
     pooled = np.concatenate([d_ab, d_ba])
     return {"hd95": float(np.percentile(pooled, 95)),
             "hausdorff": float(pooled.max()),

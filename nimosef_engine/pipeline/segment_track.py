@@ -28,6 +28,7 @@ from nimosef_engine.core.atomic import atomic_path, atomic_write_text
 from nimosef_engine.core.device import resolve_device
 from nimosef_engine.core.errors import NimosefInputError
 from nimosef_engine.core.progress import ProgressReporter
+from nimosef_engine.core.threads import subnormals
 from nimosef_engine.data.roi import subject_from_cine
 from nimosef_engine.data.subject import SubjectData
 from nimosef_engine.evaluation.metrics import cardiac_indices
@@ -74,11 +75,12 @@ def segment_track(inputs, out_dir, reporter: ProgressReporter | None = None,
     reporter = reporter or ProgressReporter()
     out_dir = Path(out_dir)
     inputs = [Path(p) for p in ([inputs] if isinstance(inputs, str | Path) else inputs)]
-    check_models(opts)  # before any work: the prior and the slice network readable
-    check_output_folder(out_dir, inputs, opts.overwrite)  # never the input or others' files
-    with output_lock(out_dir), atomic_path(out_dir, is_segment_track_output) as tmp:
-        tmp.mkdir()
-        summary = _run(inputs, tmp, opts, reporter)
+    with subnormals(flush=True):  # before torch starts its threads (core.threads)
+        check_models(opts)  # before any work: the prior and the slice network readable
+        check_output_folder(out_dir, inputs, opts.overwrite)  # never the input or others' files
+        with output_lock(out_dir), atomic_path(out_dir, is_segment_track_output) as tmp:
+            tmp.mkdir()
+            summary = _run(inputs, tmp, opts, reporter)
     reporter.close()
     return summary
 

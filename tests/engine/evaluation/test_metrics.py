@@ -174,3 +174,27 @@ def test_subject_metrics_table_and_plots(tmp_path):
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     written = sorted(x.name for x in tmp_path.iterdir())
     assert written == ["arrays.png", "box.png", "curves.png", "wide.png"]
+
+
+def test_surface_distances_on_real_labels_while_subnormals_are_flushed():
+    """Commands flush subnormal numbers (core.threads); scipy's KD-tree crashed (segmentation
+    fault) on the boundary points of these expert labels under that mode. A fresh process, so
+    that a crash fails this test instead of ending the run."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    gt = Path(__file__).resolve().parents[2] / "data" / "acdc" / "patient090"
+    code = (
+        "import numpy as np\n"
+        "from nimosef_engine.core.threads import subnormals\n"
+        "from nimosef_engine.evaluation.metrics import surface_distances\n"
+        "from nimosef_engine.io.nifti import load_nifti\n"
+        f"ed, aff = load_nifti({str(gt / 'patient090_frame04_gt.nii.gz')!r}, ndim=3)\n"
+        f"es, _ = load_nifti({str(gt / 'patient090_frame11_gt.nii.gz')!r}, ndim=3)\n"
+        "with subnormals(flush=True):\n"
+        "    d = surface_distances(es > 0, ed > 0, aff)\n"
+        "print(d['hd95'])\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-500:]
+    assert 1.0 < float(out.stdout.split()[-1]) < 30.0  # mm: the heart's ED-ES wall motion
