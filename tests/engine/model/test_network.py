@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from nimosef_engine.model.gabor import GaborLayer
+from nimosef_engine.model.gabor import EXP_FLOOR, GaborActivation, GaborLayer
 from nimosef_engine.model.network import ModelConfig, NimosefNet, n_parameters
 
 
@@ -35,6 +35,24 @@ def test_gabor_exp_floor_changes_nothing_above_float32_min():
     assert torch.equal(train.detach(), infer)
     assert (infer - plain).abs().max() < 2e-38
     assert torch.equal(infer[plain.abs() > 1e-30], plain[plain.abs() > 1e-30])
+
+
+def test_gabor_activation_derivatives_are_autograds():
+    """The hand-formed derivatives against autograd through the composed, floored formula, in
+    float64, where the floor holds for part of the inputs and not for the rest."""
+    torch.manual_seed(2)
+    pre = (torch.randn(64, 16, dtype=torch.float64) * 1.2).requires_grad_(True)
+    s = pre[:, 8:]
+    assert ((-(10 * s).square() < EXP_FLOOR).any() and (-(10 * s).square() > EXP_FLOOR).any())
+    g = torch.randn(64, 8, dtype=torch.float64)
+    (mine,) = torch.autograd.grad((GaborActivation.apply(pre, 10.0, 10.0) * g).sum(), pre)
+    f, s = pre.split(8, dim=-1)
+    composed = torch.cos(10 * f) * torch.exp((-(10 * s).square()).clamp(min=EXP_FLOOR))
+    (ref,) = torch.autograd.grad((composed * g).sum(), pre)
+    torch.testing.assert_close(mine, ref, rtol=1e-12, atol=1e-300)
+    torch.testing.assert_close(GaborActivation.apply(pre, 10.0, 10.0), composed)
+    small = (torch.randn(5, 6, dtype=torch.float64) * 0.05).requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda x: GaborActivation.apply(x, 10.0, 10.0), (small,))
 
 
 def test_default_size_is_about_03m_parameters():
