@@ -10,8 +10,9 @@ by side at 1.8 times one (``benchmarks/side_by_side.py``).
 
 The Gabor layers' Gaussians reach float32's smallest normal numbers (about 1e-38), and their
 gradients fall below it. On x86 CPUs arithmetic on such subnormal numbers takes a slow path:
-the fit's backward matrix products ran five times slower than with them flushed to zero
-(0.77 against 0.15 s per step on the demo, the loss identical; ``benchmarks/fit_time.py``).
+the fit's backward matrix products ran several times slower than with them flushed to zero
+(a fit step on an ACDC pair 0.50 against 0.18 s, the loss identical; ``benchmarks/fit_time.py
+--keep-subnormals``).
 A thread's flush mode is copied to the threads it starts, not to those it already has, so each
 entry point (every command, :func:`pipeline.segment_track.segment_track`) runs in
 :func:`subnormals` before torch starts its thread pool.

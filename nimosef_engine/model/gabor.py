@@ -52,9 +52,9 @@ class GaborActivation(torch.autograd.Function):
     derivatives formed in the forward pass: the backward is one product per half, written into
     one buffer (``d/df = -w0 sin(w0 f) g``, ``d/ds = -2 s0^2 s cos(w0 f) g`` with ``g`` the
     floored Gaussian, zero where the floor holds), where autograd goes back through the eight
-    operations of the formula and concatenates the halves. A fit step on the CPU: 0.150 ->
-    0.102 s. The values are the inference path's to the bit, the derivatives autograd's up to
-    float32 rounding. Not twice differentiable."""
+    operations of the formula and concatenates the halves. A fit step on the CPU: 0.18 -> 0.11 s
+    (``benchmarks/fit_time.py --composed-gabor``). The values are the inference path's to the
+    bit, the derivatives autograd's up to float32 rounding. Not twice differentiable."""
 
     @staticmethod
     def forward(ctx, pre: torch.Tensor, w0: float, s0: float) -> torch.Tensor:
