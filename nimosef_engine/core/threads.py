@@ -39,7 +39,6 @@ def set_openmp_waiting(env: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-
 def flushing_subnormals() -> bool:
     """Whether this thread flushes subnormal numbers to zero (a float32 product that would be
     1e-40 comes out 0)."""

@@ -34,7 +34,6 @@ def test_the_command_sets_it_before_torch_is_loaded():
     assert out.stdout.split() == [SPIN_COUNT, "False"]
 
 
-
 # 512 x 512 products of 1e-20 * 1e-20 = 1e-40, a float32 subnormal, split over torch's threads
 SUBNORMAL_PROBE = ("import torch; torch.set_num_threads(2); "
                    "x = torch.full((512, 512), 1e-20); print(int(((x * 1e-20) != 0).sum()))")
