@@ -6,7 +6,9 @@ and the mean |LV volume change| against the unshifted image, per shift.
 
     python benchmarks/slice_net_robustness.py --root data/acdc_pp --split val
     python benchmarks/slice_net_robustness.py --root data/acdc_pp --split val \
-        --slice-net runs/slice_net/slice_unet.pt
+        --slice-net runs/slice_net/slice_unet.pt [--flips]
+
+``--flips``: the network's probabilities averaged over each slice's four in-plane mirror views.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ def main() -> None:
     ap.add_argument("--slice-net", help="checkpoint (default: the bundled one)")
     ap.add_argument("--shifts", nargs="+", default=list(SHIFTS), choices=list(SHIFTS))
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--flips", action="store_true",
+                    help="average the network over the in-plane mirror views")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -45,9 +49,9 @@ def main() -> None:
         for s in subjects:
             sp = float(spacing_of(s.crop_affine_ras)[0])
             for t in range(s.n_frames):
-                clean = slice_probabilities(net, s.intensity[t], sp).argmax(0)
+                clean = slice_probabilities(net, s.intensity[t], sp, args.flips).argmax(0)
                 img = as_numpy_frame(SHIFTS[name], s.intensity[t])
-                pred = slice_probabilities(net, img, sp).argmax(0)
+                pred = slice_probabilities(net, img, sp, args.flips).argmax(0)
                 scores.append(dice_per_class(pred, s.labels[t]))
                 n_clean = max(1, int((clean == 1).sum()))
                 dv.append(abs(int((pred == 1).sum()) - n_clean) / n_clean)
@@ -56,7 +60,8 @@ def main() -> None:
                       "mean_abs_LV_volume_change_pct": round(100 * float(np.mean(dv)), 2)}
         print(name, rows[name], flush=True)
     record("slice_net_robustness", {"split": args.split, "slice_net_id": net_id,
-                                    "n_subjects": len(subjects), "shifts": rows,
+                                    "flips": args.flips, "n_subjects": len(subjects),
+                                    "shifts": rows,
                                     "seconds": round(time.perf_counter() - t0, 1)})
 
 

@@ -30,6 +30,7 @@ def register(sub) -> None:
     p.add_argument("--split", default="val")
     p.add_argument("--out", required=True, help="folder for per_subject.csv, summary.json")
     p.add_argument("--prior")
+    p.add_argument("--slice-net", help="another slice network checkpoint (see segment-track)")
     p.add_argument("--quality", default=DEFAULTS.quality, choices=list(QUALITY_PRESETS))
     p.add_argument("--fit-steps", type=int)
     p.add_argument("--pose-hypotheses", type=int, default=DEFAULTS.pose_hypotheses,
@@ -64,7 +65,8 @@ def acdc_subjects(args: argparse.Namespace) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     options = {"prior": args.prior, "quality": args.quality, "fit_steps": args.fit_steps,
                "pose_hypotheses": args.pose_hypotheses, "refine": not args.no_refine,
-               "slice_net": not args.no_slice_net, "time_model": args.time_model,
+               "slice_net": not args.no_slice_net, "slice_net_path": args.slice_net,
+               "time_model": args.time_model,
                "device": args.device, "meshes": False, "res_factor_z": 1, "force": True}
     if args.layout == "pairs" and not args.pairs:
         raise NimosefInputError("--pairs", "--layout pairs needs --pairs FILE.json")

@@ -26,7 +26,8 @@ from nimosef_engine.model.slice_unet import (
 )
 from nimosef_engine.refinement.refine import image_on_grid
 
-SLICES_PER_BATCH = 16  # slices per network call (bounds memory on long stacks)
+SLICES_PER_BATCH = 8  # slices per network call (bounds memory; 8 ran fastest per slice on a CPU)
+FLIPS = ((), (-1,), (-2,), (-2, -1))  # the in-plane mirror views averaged with ``flips=True``
 
 
 @dataclass
@@ -51,11 +52,16 @@ class SliceEvidence:
 
 
 @torch.inference_mode()
-def slice_probabilities(net: SliceUNet, image: np.ndarray, spacing_mm: float) -> np.ndarray:
+def slice_probabilities(net: SliceUNet, image: np.ndarray, spacing_mm: float,
+                        flips: bool = False) -> np.ndarray:
     """Class probabilities ``(C, X, Y, Z)`` float32 of each slice of one frame.
 
     ``image (X, Y, Z)``: the frame's crop normalised to [0, 1] (square in-plane, heart near the
-    centre), ``spacing_mm`` its in-plane pixel size.
+    centre), ``spacing_mm`` its in-plane pixel size. ``flips``: the mean of the network's
+    probabilities over the slice and its three in-plane mirror images (:data:`FLIPS`; the
+    network was trained on mirrored slices), each mapped back; four times the work.
+    Segment & Track does not use it: on ACDC it changed little, and on the real pairs from
+    other centres it did not help (model card, `benchmarks/slice_net_robustness.py --flips`).
     """
     image = np.asarray(image, np.float32)
     if image.ndim != 3 or image.shape[0] != image.shape[1]:
@@ -68,6 +74,17 @@ def slice_probabilities(net: SliceUNet, image: np.ndarray, spacing_mm: float) ->
         k1 = min(z, k0 + SLICES_PER_BATCH)
         x = torch.from_numpy(np.ascontiguousarray(image[:, :, k0:k1].transpose(2, 0, 1)))
         x = standardise(to_grid(x[:, None].to(dev), spacing_mm))
-        probs = from_grid(torch.softmax(net(x), 1), n, spacing_mm)
+        probs = from_grid(_network_probabilities(net, x, flips), n, spacing_mm)
         out[..., k0:k1] = probs.permute(1, 2, 3, 0).float().cpu().numpy()
     return out
+
+
+def _network_probabilities(net: SliceUNet, x: torch.Tensor, flips: bool) -> torch.Tensor:
+    """Softmax of ``net`` on grid slices ``x (B, 1, G, G)``; with ``flips``, averaged over the
+    mirror views of :data:`FLIPS` (a call per view: one larger batch ran slower on a CPU)."""
+    if not flips:
+        return torch.softmax(net(x), 1)
+    total = torch.softmax(net(x), 1)
+    for dims in FLIPS[1:]:
+        total += torch.softmax(net(x.flip(dims)), 1).flip(dims)
+    return total / len(FLIPS)

@@ -623,6 +623,12 @@ def evaluate_prior_truncated(tmp):
             "not a readable checkpoint")
 
 
+def evaluate_slice_net_is_the_prior(tmp):
+    return (["evaluate", "--layout", "acdc", "--root", str(ACDC), "--subjects", "patient090",
+             "--out", str(tmp / "eval"), "--slice-net", str(PRIOR), *FAST], str(PRIOR),
+            "not a slice-network checkpoint")
+
+
 def preprocess_roi_zero(tmp):
     return ([*_preprocess(ACDC, tmp / "out"), "--roi-mm", "0"], "--roi-mm",
             "must be a positive number of mm")
@@ -669,6 +675,7 @@ ROWS: list[Row] = [
     fit_steps_zero, fit_checkpoint_without_mean_code, generate_codes_of_the_wrong_size,
     calibrate_fit_truncated_checkpoint, train_epochs_zero, train_config_unknown_model_option,
     train_slice_net_epochs_zero, evaluate_fit_steps_zero, evaluate_prior_truncated,
+    evaluate_slice_net_is_the_prior,
     preprocess_roi_zero,
 ]
 

@@ -61,6 +61,24 @@ def test_slice_probabilities_cover_every_slice_and_sum_to_one():
         slice_probabilities(net, image[:80], 1.7)
 
 
+def test_flips_average_the_mirror_views_each_mapped_back():
+    """``flips=True`` is the mean of the network run on the frame and on its three in-plane
+    mirror images, each result mirrored back onto the frame; a mirrored frame gets the mirror
+    of the frame's probabilities."""
+    torch.manual_seed(0)
+    net = SliceUNet(SliceUNetConfig(base=4, levels=2)).eval()
+    image = np.random.default_rng(1).uniform(0, 1, (60, 60, 3)).astype(np.float32)
+    got = slice_probabilities(net, image, 2.5, flips=True)
+    views = []
+    for ax in ((), (0,), (1,), (0, 1)):
+        p = slice_probabilities(net, np.ascontiguousarray(np.flip(image, ax)), 2.5)
+        views.append(np.flip(p, tuple(a + 1 for a in ax)))
+    np.testing.assert_allclose(got, np.mean(views, 0), atol=1e-5)
+    assert np.abs(got - views[0]).max() > 1e-3  # the views differ: an untrained network
+    mirrored = slice_probabilities(net, np.ascontiguousarray(image[::-1]), 2.5, flips=True)
+    np.testing.assert_allclose(mirrored, got[:, ::-1], atol=1e-5)
+
+
 def test_a_checkpoint_that_is_not_a_slice_network_is_refused(tmp_path):
     with pytest.raises(NimosefInputError, match="not a slice-network checkpoint"):
         load_slice_net(BUNDLED_PRIOR)
