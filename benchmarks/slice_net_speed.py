@@ -15,7 +15,7 @@ import torch
 from common import record
 
 from nimosef_engine.model.bundled import load_slice_net
-from nimosef_engine.model.slice_unet import GRID_PX
+from nimosef_engine.model.slice_unet import FIELD_MM, GRID_PX
 from nimosef_engine.refinement.slice_evidence import SLICES_PER_BATCH, slice_probabilities
 
 
@@ -41,9 +41,11 @@ def main() -> None:
             x = torch.randn(b, 1, GRID_PX, GRID_PX)
             per_slice[str(b)] = round(1000 * seconds(lambda x=x: net(x), args.repeats) / b, 2)
             print(f"{b} slices per call: {per_slice[str(b)]} ms per slice", flush=True)
-    frame = np.random.default_rng(0).uniform(0, 1, (128, 128, args.slices)).astype(np.float32)
-    one = seconds(lambda: slice_probabilities(net, frame, 1.25), args.repeats)
-    four = seconds(lambda: slice_probabilities(net, frame, 1.25, flips=True), args.repeats)
+    shape = (GRID_PX, GRID_PX, args.slices)  # a frame on the network's own grid
+    frame = np.random.default_rng(0).uniform(0, 1, shape).astype(np.float32)
+    spacing = FIELD_MM / GRID_PX
+    one = seconds(lambda: slice_probabilities(net, frame, spacing), args.repeats)
+    four = seconds(lambda: slice_probabilities(net, frame, spacing, flips=True), args.repeats)
     record("slice_net_speed", {"slice_net_id": net_id, "ms_per_slice_by_batch": per_slice,
                                "slices_per_batch": SLICES_PER_BATCH, "frame_slices": args.slices,
                                "frame_seconds_one_view": round(one, 3),
